@@ -1,0 +1,3 @@
+"""Stave: a self-hosted publishing node for independent musicians."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,56 @@
+"""Every error Stave raises on purpose. The CLI and the web app translate these at the edge.
+
+Each message is one line that names the thing and the reason.
+"""
+
+
+class StaveError(Exception):
+    """Root of every error a user can cause or meet."""
+
+
+class ConfigError(StaveError):
+    """A setting is unknown or has a bad value."""
+
+
+class UsageError(StaveError):
+    """A command-line option or request field has a bad value."""
+
+
+class IdentityError(StaveError):
+    """The artist's key is missing, unreadable, or would be overwritten."""
+
+
+class VerificationError(StaveError):
+    """A signature, proof, CID or document failed verification."""
+
+
+class InvalidCID(StaveError):
+    """A string is not a CID Stave understands."""
+
+
+class UnsupportedMedia(StaveError):
+    """A file is not a supported, readable audio file."""
+
+
+class StoreError(StaveError):
+    """The content store could not do what was asked."""
+
+
+class ContentNotFound(StoreError):
+    """The store holds no content under that CID."""
+
+
+class CatalogError(StaveError):
+    """The catalog database could not do what was asked."""
+
+
+class TrackNotFound(CatalogError):
+    """No track has that id."""
+
+
+class KuboError(StaveError):
+    """Kubo's RPC API refused or failed a request."""
+
+
+class FederationError(StaveError):
+    """Talking to another node failed or was refused."""

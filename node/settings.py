@@ -1,0 +1,180 @@
+"""Every configuration option, declared once.
+
+The loader, `config.example.toml` and the docs test all read `SETTINGS`. A data directory's
+`config.toml` may set any of these; an unknown key or a bad value is a `ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node.errors import ConfigError
+
+DATA_MINING_VALUES = ("allowed", "notAllowed", "constrained")
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str
+    key: str
+    default: Any
+    help: str
+    kind: type
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+def _one_of(*values: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in values else f"must be one of {', '.join(values)}"
+
+    return check
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _port(value: Any) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a port number from 0 to 65535"
+
+
+def _zero_or_one(value: Any) -> str | None:
+    return None if value in (0, 1) else "must be 0 (not reserved) or 1 (reserved)"
+
+
+_DM = _one_of(*DATA_MINING_VALUES)
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("node", "name", "", "The artist or project name shown on the feed and pages.", str),
+    Setting("node", "url", "http://127.0.0.1:8080/",
+            "The public base URL listeners reach this node at (ends with /).", str),
+    Setting("node", "contact", "", "Where licensing requests go (an e-mail or URL); optional.", str),
+    Setting("terms", "license", "ARR",
+            "Default licence: an SPDX id, ARR (all rights reserved), or a URL.", str),
+    Setting("terms", "license_url", "",
+            "URL of the licence text; derived from the SPDX id when empty.", str),
+    Setting("terms", "copyright", "", "Copyright line, ID3 TCOP form: year, space, holder.", str),
+    Setting("terms", "tdm_reservation", 1,
+            "TDMRep: 1 reserves text and data mining rights, 0 does not.", int, _zero_or_one),
+    Setting("terms", "tdm_policy", "",
+            "URL of a TDMRep policy; the node's own /terms/tdm-policy.json when empty.", str),
+    Setting("terms", "ai_training", "notAllowed", "Use for AI training.", str, _DM),
+    Setting("terms", "ai_generative_training", "notAllowed",
+            "Use for training generative AI.", str, _DM),
+    Setting("terms", "ai_inference", "notAllowed", "Use as AI inference input.", str, _DM),
+    Setting("terms", "data_mining", "notAllowed", "Text and data mining.", str, _DM),
+    Setting("feed", "expires_days", 7,
+            "Days after which followers treat an unrefreshed feed as stale.", int, _positive),
+    Setting("server", "host", "127.0.0.1", "Address `stave run` listens on.", str),
+    Setting("server", "port", 8080, "Port `stave run` listens on.", int, _port),
+    Setting("server", "max_upload_bytes", 2 * 1024**3,
+            "Largest upload the admin API accepts, in bytes.", int, _positive),
+    Setting("ipfs", "backend", "embedded",
+            "Where content is pinned besides the embedded store: embedded or kubo.", str,
+            _one_of("embedded", "kubo")),
+    Setting("ipfs", "api", "http://127.0.0.1:5001", "Kubo RPC API address.", str),
+    Setting("federation", "allow_private_addresses", False,
+            "Allow outbound requests to private, loopback and link-local addresses.", bool),
+    Setting("federation", "poll_interval_seconds", 900,
+            "Seconds between conditional GETs of each followed feed.", int, _positive),
+    Setting("federation", "max_feed_bytes", 8 * 1024**2,
+            "Largest feed document accepted from another node, in bytes.", int, _positive),
+    Setting("federation", "max_follows", 5000, "Most artists this node may follow.", int,
+            _positive),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+class Config:
+    """Validated settings. Read with `config["section.key"]`."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self._values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+        for name, value in (values or {}).items():
+            self._values[name] = _validate(name, value)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with `section__key=value` changes applied and validated."""
+        values = dict(self._values)
+        for name, value in changes.items():
+            dotted = name.replace("__", ".")
+            values[dotted] = _validate(dotted, value)
+        return Config(values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def _validate(name: str, value: Any) -> Any:
+    setting = _BY_NAME.get(name)
+    if setting is None:
+        raise ConfigError(f"config key {name}: unknown setting")
+    ok = isinstance(value, setting.kind) and not (
+        setting.kind is int and isinstance(value, bool)
+    )
+    if not ok:
+        raise ConfigError(f"config key {name}: must be a {setting.kind.__name__}, got {value!r}")
+    if setting.check is not None and (reason := setting.check(value)) is not None:
+        raise ConfigError(f"config key {name}: {reason}, got {value!r}")
+    return value
+
+
+def parse_config(text: str, source: str = "config.toml") -> Config:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML ({e})") from e
+    values: dict[str, Any] = {}
+    for section, table in document.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"config key {section}: unknown setting (expected a [section])")
+        for key, value in table.items():
+            values[f"{section}.{key}"] = value
+    return Config(values)
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Config()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from e
+    return parse_config(text, str(path))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(overrides: Mapping[str, Any] | None = None, *, comments: bool = True) -> str:
+    """A TOML document of every setting with its help, defaults replaced by `overrides`."""
+    overrides = overrides or {}
+    lines: list[str] = []
+    section = None
+    for s in SETTINGS:
+        if s.section != section:
+            if lines:
+                lines.append("")
+            lines.append(f"[{s.section}]")
+            section = s.section
+        if comments:
+            lines.append(f"# {s.help} Default: {_toml_value(s.default)}")
+        lines.append(f"{s.key} = {_toml_value(overrides.get(s.name, s.default))}")
+    return "\n".join(lines) + "\n"
