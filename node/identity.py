@@ -1,0 +1,147 @@
+"""The artist's Ed25519 key on disk and its `did:key` (PROTOCOL §1)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from node.errors import IdentityError, VerificationError
+
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
+ED25519_PUB_PREFIX = b"\xed\x01"  # multicodec ed25519-pub as a varint
+ED25519_PRIV_PREFIX = b"\x80\x26"  # multicodec ed25519-priv as a varint
+
+
+def b58encode(data: bytes) -> str:
+    """Base58 (Bitcoin alphabet), leading zero bytes kept as '1'."""
+    zeros = len(data) - len(data.lstrip(b"\0"))
+    number = int.from_bytes(data, "big")
+    digits = []
+    while number:
+        number, rem = divmod(number, 58)
+        digits.append(_B58_ALPHABET[rem])
+    return "1" * zeros + "".join(reversed(digits))
+
+
+def b58decode(text: str) -> bytes:
+    """Inverse of `b58encode`; ValueError on a character outside the alphabet."""
+    number = 0
+    for char in text:
+        if char not in _B58_INDEX:
+            raise ValueError(f"{char!r} is not a base58btc character")
+        number = number * 58 + _B58_INDEX[char]
+    zeros = len(text) - len(text.lstrip("1"))
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
+    return b"\0" * zeros + body
+
+
+def did_from_public_key(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "did:key:z" + b58encode(ED25519_PUB_PREFIX + raw)
+
+
+def public_key_from_did(did: str) -> Ed25519PublicKey:
+    """The Ed25519 key a `did:key:z6Mk…` names; VerificationError for anything else."""
+    if not isinstance(did, str) or not did.startswith("did:key:z"):
+        raise VerificationError(f"{did!r} is not an Ed25519 did:key")
+    try:
+        decoded = b58decode(did[len("did:key:z") :])
+    except ValueError as e:
+        raise VerificationError(f"{did!r} is not an Ed25519 did:key ({e})") from e
+    if len(decoded) != 34 or not decoded.startswith(ED25519_PUB_PREFIX):
+        raise VerificationError(f"{did!r} is not an Ed25519 did:key")
+    return Ed25519PublicKey.from_public_bytes(decoded[2:])
+
+
+def verification_method(did: str) -> str:
+    """The key's verification method id: the multibase value repeated as a fragment."""
+    return f"{did}#{did[len('did:key:') :]}"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An artist's signing key and the did:key it is known by."""
+
+    private_key: Ed25519PrivateKey
+
+    @property
+    def did(self) -> str:
+        return did_from_public_key(self.private_key.public_key())
+
+    @property
+    def verification_method(self) -> str:
+        return verification_method(self.did)
+
+    def sign(self, message: bytes) -> bytes:
+        return self.private_key.sign(message)
+
+    def pem_cleartext(self) -> bytes:
+        """The key as unencrypted PKCS#8 PEM, for an explicit export only (Kubo key import)."""
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @classmethod
+    def generate(cls) -> Identity:
+        return cls(Ed25519PrivateKey.generate())
+
+
+def verify_signature(did: str, signature: bytes, message: bytes) -> None:
+    """Raise VerificationError unless `signature` is `did`'s Ed25519 signature of `message`."""
+    key = public_key_from_did(did)
+    try:
+        key.verify(signature, message)
+    except InvalidSignature as e:
+        raise VerificationError("signature does not verify against " + did) from e
+
+
+def create_key_file(path: Path, passphrase: str | None) -> Identity:
+    """Write a new key as PKCS#8 PEM with mode 0600; never overwrite an existing one."""
+    identity = Identity.generate()
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase.encode())
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    pem = identity.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as e:
+        raise IdentityError(f"{path}: a key already exists; refusing to overwrite it") from e
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+        out.flush()
+        os.fsync(out.fileno())
+    return identity
+
+
+def load_key_file(path: Path, passphrase: str | None) -> Identity:
+    """Read the artist's key; IdentityError with the reason when it cannot be used."""
+    try:
+        pem = path.read_bytes()
+    except FileNotFoundError as e:
+        raise IdentityError(f"{path}: no key; run `stave init` first") from e
+    except OSError as e:
+        raise IdentityError(f"{path}: cannot read the key ({e.strerror})") from e
+    encrypted = b"ENCRYPTED" in pem.split(b"\n", 1)[0]
+    if encrypted and not passphrase:
+        raise IdentityError(f"{path}: the key is encrypted; set STAVE_KEY_PASSPHRASE")
+    try:
+        secret = passphrase.encode() if encrypted and passphrase else None
+        key = serialization.load_pem_private_key(pem, secret)
+    except (ValueError, TypeError) as e:
+        reason = "wrong passphrase or damaged key" if encrypted else "not a PKCS#8 PEM key"
+        raise IdentityError(f"{path}: {reason}") from e
+    if not isinstance(key, Ed25519PrivateKey):
+        raise IdentityError(f"{path}: not an Ed25519 key")
+    return Identity(key)

@@ -1,0 +1,117 @@
+"""JCS (RFC 8785) and `eddsa-jcs-2022` Data Integrity proofs (PROTOCOL §2).
+
+W3C Recommendation "Data Integrity EdDSA Cryptosuites v1.0", section 3.3 (eddsa-jcs-2022).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+from node.errors import VerificationError
+from node.identity import Identity, b58decode, b58encode, verify_signature
+from node.identity import verification_method as method_of
+
+PROOF_TYPE = "DataIntegrityProof"
+CRYPTOSUITE = "eddsa-jcs-2022"
+PROOF_PURPOSE = "assertionMethod"
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def canonicalize(value: Any) -> bytes:
+    """The JCS form of a JSON value; VerificationError for values JCS cannot represent."""
+    _check_jcs_domain(value)
+    try:
+        return bytes(rfc8785.dumps(value))
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
+        raise VerificationError(f"document has no JCS form ({e})") from e
+
+
+def _check_jcs_domain(value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        if isinstance(item, int):
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                raise VerificationError(f"integer {item} is outside ±(2^53−1)")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise VerificationError("document holds a non-finite number")
+        elif isinstance(item, Mapping):
+            for key in item:
+                if not isinstance(key, str):
+                    raise VerificationError("document has a non-string member name")
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        else:
+            raise VerificationError(f"document holds a {type(item).__name__}, not JSON")
+
+
+def hash_data(proof_config: Mapping[str, Any], document: Mapping[str, Any]) -> bytes:
+    """SHA-256(JCS(proof config)) ‖ SHA-256(JCS(document)): the bytes Ed25519 signs."""
+    return (
+        hashlib.sha256(canonicalize(proof_config)).digest()
+        + hashlib.sha256(canonicalize(document)).digest()
+    )
+
+
+def now_timestamp() -> str:
+    return datetime.now(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sign_document(
+    document: Mapping[str, Any], identity: Identity, created: str | None = None
+) -> dict[str, Any]:
+    """A copy of `document` with an eddsa-jcs-2022 `proof` by `identity` (any old proof dropped)."""
+    unsecured = {k: v for k, v in document.items() if k != "proof"}
+    proof: dict[str, Any] = {
+        "type": PROOF_TYPE,
+        "cryptosuite": CRYPTOSUITE,
+        "created": created or now_timestamp(),
+        "verificationMethod": identity.verification_method,
+        "proofPurpose": PROOF_PURPOSE,
+    }
+    signature = identity.sign(hash_data(proof, unsecured))
+    proof["proofValue"] = "z" + b58encode(signature)
+    return {**unsecured, "proof": proof}
+
+
+def verify_document(document: Any, did: str) -> None:
+    """Return if `document` carries a valid eddsa-jcs-2022 proof by `did`; else raise why."""
+    if not isinstance(document, Mapping):
+        raise VerificationError("document is not a JSON object")
+    proof = document.get("proof")
+    if proof is None:
+        raise VerificationError("document has no proof")
+    if not isinstance(proof, Mapping):
+        raise VerificationError("proof is not a JSON object")
+    if proof.get("type") != PROOF_TYPE:
+        raise VerificationError(f"proof type {proof.get('type')!r} is not {PROOF_TYPE}")
+    if proof.get("cryptosuite") != CRYPTOSUITE:
+        raise VerificationError(f"cryptosuite {proof.get('cryptosuite')!r} is not {CRYPTOSUITE}")
+    if proof.get("proofPurpose") != PROOF_PURPOSE:
+        raise VerificationError(
+            f"proof purpose {proof.get('proofPurpose')!r} is not assertionMethod"
+        )
+    if proof.get("verificationMethod") != method_of(did):
+        raise VerificationError(f"proof is by {proof.get('verificationMethod')!r}, not {did}")
+    value = proof.get("proofValue")
+    if not isinstance(value, str) or not value.startswith("z"):
+        raise VerificationError("proofValue is not a base58btc multibase string")
+    try:
+        signature = b58decode(value[1:])
+    except ValueError as e:
+        raise VerificationError(f"proofValue is not base58btc ({e})") from e
+    if len(signature) != 64:
+        raise VerificationError("proofValue is not a 64-byte Ed25519 signature")
+    config = {k: v for k, v in proof.items() if k != "proofValue"}
+    unsecured = {k: v for k, v in document.items() if k != "proof"}
+    verify_signature(did, signature, hash_data(config, unsecured))
