@@ -54,41 +54,105 @@ _DM = _one_of(*DATA_MINING_VALUES)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("node", "name", "", "The artist or project name shown on the feed and pages.", str),
-    Setting("node", "url", "http://127.0.0.1:8080/",
-            "The public base URL listeners reach this node at (ends with /).", str),
-    Setting("node", "contact", "", "Where licensing requests go (an e-mail or URL); optional.", str),
-    Setting("terms", "license", "ARR",
-            "Default licence: an SPDX id, ARR (all rights reserved), or a URL.", str),
-    Setting("terms", "license_url", "",
-            "URL of the licence text; derived from the SPDX id when empty.", str),
+    Setting(
+        "node",
+        "url",
+        "http://127.0.0.1:8080/",
+        "The public base URL listeners reach this node at (ends with /).",
+        str,
+    ),
+    Setting(
+        "node", "contact", "", "Where licensing requests go (an e-mail or URL); optional.", str
+    ),
+    Setting(
+        "terms",
+        "license",
+        "ARR",
+        "Default licence: an SPDX id, ARR (all rights reserved), or a URL.",
+        str,
+    ),
+    Setting(
+        "terms",
+        "license_url",
+        "",
+        "URL of the licence text; derived from the SPDX id when empty.",
+        str,
+    ),
     Setting("terms", "copyright", "", "Copyright line, ID3 TCOP form: year, space, holder.", str),
-    Setting("terms", "tdm_reservation", 1,
-            "TDMRep: 1 reserves text and data mining rights, 0 does not.", int, _zero_or_one),
-    Setting("terms", "tdm_policy", "",
-            "URL of a TDMRep policy; the node's own /terms/tdm-policy.json when empty.", str),
+    Setting(
+        "terms",
+        "tdm_reservation",
+        1,
+        "TDMRep: 1 reserves text and data mining rights, 0 does not.",
+        int,
+        _zero_or_one,
+    ),
+    Setting(
+        "terms",
+        "tdm_policy",
+        "",
+        "URL of a TDMRep policy; the node's own /terms/tdm-policy.json when empty.",
+        str,
+    ),
     Setting("terms", "ai_training", "notAllowed", "Use for AI training.", str, _DM),
-    Setting("terms", "ai_generative_training", "notAllowed",
-            "Use for training generative AI.", str, _DM),
+    Setting(
+        "terms", "ai_generative_training", "notAllowed", "Use for training generative AI.", str, _DM
+    ),
     Setting("terms", "ai_inference", "notAllowed", "Use as AI inference input.", str, _DM),
     Setting("terms", "data_mining", "notAllowed", "Text and data mining.", str, _DM),
-    Setting("feed", "expires_days", 7,
-            "Days after which followers treat an unrefreshed feed as stale.", int, _positive),
+    Setting(
+        "feed",
+        "expires_days",
+        7,
+        "Days after which followers treat an unrefreshed feed as stale.",
+        int,
+        _positive,
+    ),
     Setting("server", "host", "127.0.0.1", "Address `stave run` listens on.", str),
     Setting("server", "port", 8080, "Port `stave run` listens on.", int, _port),
-    Setting("server", "max_upload_bytes", 2 * 1024**3,
-            "Largest upload the admin API accepts, in bytes.", int, _positive),
-    Setting("ipfs", "backend", "embedded",
-            "Where content is pinned besides the embedded store: embedded or kubo.", str,
-            _one_of("embedded", "kubo")),
+    Setting(
+        "server",
+        "max_upload_bytes",
+        2 * 1024**3,
+        "Largest upload the admin API accepts, in bytes.",
+        int,
+        _positive,
+    ),
+    Setting(
+        "ipfs",
+        "backend",
+        "embedded",
+        "Where content is pinned besides the embedded store: embedded or kubo.",
+        str,
+        _one_of("embedded", "kubo"),
+    ),
     Setting("ipfs", "api", "http://127.0.0.1:5001", "Kubo RPC API address.", str),
-    Setting("federation", "allow_private_addresses", False,
-            "Allow outbound requests to private, loopback and link-local addresses.", bool),
-    Setting("federation", "poll_interval_seconds", 900,
-            "Seconds between conditional GETs of each followed feed.", int, _positive),
-    Setting("federation", "max_feed_bytes", 8 * 1024**2,
-            "Largest feed document accepted from another node, in bytes.", int, _positive),
-    Setting("federation", "max_follows", 5000, "Most artists this node may follow.", int,
-            _positive),
+    Setting(
+        "federation",
+        "allow_private_addresses",
+        False,
+        "Allow outbound requests to private, loopback and link-local addresses.",
+        bool,
+    ),
+    Setting(
+        "federation",
+        "poll_interval_seconds",
+        900,
+        "Seconds between conditional GETs of each followed feed.",
+        int,
+        _positive,
+    ),
+    Setting(
+        "federation",
+        "max_feed_bytes",
+        8 * 1024**2,
+        "Largest feed document accepted from another node, in bytes.",
+        int,
+        _positive,
+    ),
+    Setting(
+        "federation", "max_follows", 5000, "Most artists this node may follow.", int, _positive
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -121,9 +185,7 @@ def _validate(name: str, value: Any) -> Any:
     setting = _BY_NAME.get(name)
     if setting is None:
         raise ConfigError(f"config key {name}: unknown setting")
-    ok = isinstance(value, setting.kind) and not (
-        setting.kind is int and isinstance(value, bool)
-    )
+    ok = isinstance(value, setting.kind) and not (setting.kind is int and isinstance(value, bool))
     if not ok:
         raise ConfigError(f"config key {name}: must be a {setting.kind.__name__}, got {value!r}")
     if setting.check is not None and (reason := setting.check(value)) is not None:

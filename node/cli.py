@@ -1,0 +1,291 @@
+"""The `stave` command. Each command parses, calls one library function, and prints.
+
+Errors a user can cause print one line to stderr and exit 2; `verify` exits 1 for an invalid
+file. Secrets come from the environment (`STAVE_KEY_PASSPHRASE`), never from flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from node import __version__
+from node.catalog import TrackRecord, open_catalog
+from node.datadir import DataDir, default_data_dir, init_data_dir, open_node
+from node.errors import StaveError, UsageError
+from node.publish import Publisher, TrackChoices
+from node.terms import check_use
+
+EXIT_ERROR = 2
+EXIT_INVALID = 1
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def run(coroutine: Coroutine[Any, Any, int]) -> int:
+    """The one place coroutines are run from the command line."""
+    return asyncio.run(coroutine)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir) if args.data_dir else default_data_dir()
+
+
+async def cmd_init(args: argparse.Namespace) -> int:
+    root = _data_dir(args)
+    identity = init_data_dir(root, args.name, args.url)
+    async with open_node(root) as node:
+        await Publisher(node).publish_feed()
+    print(identity.did)
+    print(f"Initialised {root}", file=sys.stderr)
+    return 0
+
+
+async def cmd_id(args: argparse.Namespace) -> int:
+    print(DataDir(_data_dir(args)).load_identity().did)
+    return 0
+
+
+def _choices(args: argparse.Namespace) -> TrackChoices:
+    ai_training = args.ai_training
+    if ai_training is not None:
+        check_use(ai_training)
+    return TrackChoices(
+        title=args.title,
+        license=args.license,
+        copyright=args.copyright,
+        ai_training=ai_training,
+    )
+
+
+async def cmd_add(args: argparse.Namespace) -> int:
+    sources = [Path(name) for name in args.files]
+    for source in sources:
+        if not source.is_file():
+            reason = "no such file" if not source.exists() else "not a regular file"
+            raise UsageError(f"{source}: {reason}")
+    choices = _choices(args)
+    async with open_node(_data_dir(args)) as node:
+        publisher = Publisher(node)
+        if len(sources) > 1 and sys.stderr.isatty():
+            from rich.progress import Progress
+
+            with Progress(transient=True) as progress:
+                task = progress.add_task("Publishing", total=len(sources))
+                manifests = await publisher.add_many(
+                    sources, choices, on_stored=lambda _: progress.advance(task)
+                )
+        else:
+            manifests = await publisher.add_many(sources, choices)
+    if args.json:
+        _print_json(manifests)
+    else:
+        for manifest in manifests:
+            print(f"{manifest['id']}  {manifest['audio']['cid']}  {manifest['title']}")
+    return 0
+
+
+def _summary(track: TrackRecord) -> dict[str, Any]:
+    manifest = track.manifest
+    return {
+        "id": track.id,
+        "title": track.title,
+        "revision": track.revision,
+        "cid": track.audio_cid,
+        "durationSeconds": manifest.get("durationSeconds"),
+        "license": manifest["terms"]["license"],
+        "aiTraining": manifest["terms"]["dataMining"]["aiTraining"],
+    }
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    async with open_catalog(DataDir(_data_dir(args)).catalog_path) as catalog:
+        tracks = await catalog.tracks()
+    if args.json:
+        _print_json([track.manifest for track in tracks])
+        return 0
+    if not tracks:
+        print("No tracks yet. Publish one with: stave add FILE", file=sys.stderr)
+    for track in tracks:
+        s = _summary(track)
+        minutes, seconds = divmod(int(s["durationSeconds"] or 0), 60)
+        print(
+            f"{track.id[9:17]}  {minutes}:{seconds:02d}  r{s['revision']}  {s['license']:<16}"
+            f" AI:{s['aiTraining']:<11}  {s['cid']}  {s['title']}"
+        )
+    return 0
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    async with open_catalog(DataDir(_data_dir(args)).catalog_path) as catalog:
+        track = await catalog.find_track(args.id)
+    if args.json:
+        _print_json(track.manifest)
+        return 0
+    manifest = track.manifest
+    terms = manifest["terms"]
+    rows = [
+        ("id", track.id),
+        ("title", track.title),
+        ("revision", track.revision),
+        ("published", track.published),
+        ("duration", f"{manifest.get('durationSeconds')} s"),
+        (
+            "audio",
+            f"{track.audio_cid} ({manifest['audio']['mediaType']}, "
+            f"{manifest['audio']['size']} bytes)",
+        ),
+        ("cover", track.cover_cid or "none"),
+        ("license", terms["license"]),
+        ("copyright", terms.get("copyright", "")),
+        ("tdmReservation", terms["tdmReservation"]),
+        ("AI training", terms["dataMining"]["aiTraining"]),
+        ("withdrawn", track.withdrawn_at or "no"),
+    ]
+    for label, value in rows:
+        print(f"{label:>15}: {value}")
+    return 0
+
+
+async def cmd_edit(args: argparse.Namespace) -> int:
+    choices = _choices(args)
+    async with open_node(_data_dir(args)) as node:
+        manifest = await Publisher(node).edit(args.id, choices)
+    if args.json:
+        _print_json(manifest)
+    else:
+        print(f"{manifest['id']}  revision {manifest['revision']}  {manifest['audio']['cid']}")
+    return 0
+
+
+async def cmd_withdraw(args: argparse.Namespace) -> int:
+    async with open_node(_data_dir(args)) as node:
+        track = await Publisher(node).withdraw(args.id)
+    print(f"{track.id}  withdrawn at {track.withdrawn_at}")
+    return 0
+
+
+async def cmd_cat(args: argparse.Namespace) -> int:
+    from node.store import Store
+
+    store = Store(DataDir(_data_dir(args)).store_path)
+    with store.open(args.cid) as source:
+        shutil.copyfileobj(source, sys.stdout.buffer, 1024 * 1024)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+async def cmd_verify(args: argparse.Namespace) -> int:
+    from node.verify import verify_file
+
+    path = Path(args.path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    data = DataDir(_data_dir(args))
+    if data.catalog_path.exists():
+        async with open_catalog(data.catalog_path) as catalog:
+            verdict = await verify_file(path, catalog, use_feed=not args.offline)
+    else:
+        verdict = await verify_file(path, None, use_feed=not args.offline)
+    if args.json:
+        _print_json(verdict.to_json())
+    else:
+        state = "valid" if verdict.valid else "INVALID"
+        print(f"{path.name}: {state}: {verdict.reason}")
+        print(f"  CID {verdict.cid}")
+    return 0 if verdict.valid else EXIT_INVALID
+
+
+async def cmd_admin_token(args: argparse.Namespace) -> int:
+    data = DataDir(_data_dir(args))
+    data.load_config()
+    print(data.write_admin_token() if args.rotate else data.admin_token())
+    return 0
+
+
+def _track_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--title", help="track title (default: the title tag, else the file name)")
+    parser.add_argument("--license", help="SPDX licence id, ARR (all rights reserved), or a URL")
+    parser.add_argument("--copyright", help='copyright line: "YEAR HOLDER"')
+    parser.add_argument(
+        "--ai-training",
+        metavar="{allowed,notAllowed,constrained}",
+        help="whether this track may be used to train AI (default: notAllowed)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the signed manifest(s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stave",
+        description="Stave: publish your music signed, with your terms inside every file.",
+    )
+    parser.add_argument("--version", action="version", version=f"stave {__version__}")
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="the node's data directory (default: $STAVE_DATA_DIR or the user data dir)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Command, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    init = command("init", cmd_init, "create the data directory, the artist's key and catalog")
+    init.add_argument("--name", required=True, help="the artist or project name")
+    init.add_argument("--url", help="the public base URL of this node")
+    command("id", cmd_id, "print the artist's did:key")
+    add = command("add", cmd_add, "publish audio files (MP3, FLAC, Ogg, Opus, M4A, WAV, AIFF)")
+    add.add_argument("files", nargs="+", metavar="FILE")
+    _track_options(add)
+    listing = command("list", cmd_list, "list published tracks, newest first")
+    listing.add_argument("--json", action="store_true")
+    show = command("show", cmd_show, "show one track")
+    show.add_argument("id", metavar="ID")
+    show.add_argument("--json", action="store_true")
+    edit = command("edit", cmd_edit, "publish a new revision of a track")
+    edit.add_argument("id", metavar="ID")
+    _track_options(edit)
+    withdraw = command("withdraw", cmd_withdraw, "withdraw a track from the feed")
+    withdraw.add_argument("id", metavar="ID")
+    cat = command("cat", cmd_cat, "write stored content to stdout")
+    cat.add_argument("cid", metavar="CID")
+    verify = command(
+        "verify", cmd_verify, "check a file's tags and CID against its signed manifest"
+    )
+    verify.add_argument("path", metavar="PATH")
+    verify.add_argument("--offline", action="store_true", help="use the local catalog only")
+    verify.add_argument("--json", action="store_true")
+    token = command("admin-token", cmd_admin_token, "print the admin API token")
+    token.add_argument("--rotate", action="store_true", help="replace it with a new one")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args.handler(args))
+    except StaveError as e:
+        print(f"stave: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("stave: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

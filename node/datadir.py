@@ -1,0 +1,128 @@
+"""A node's data directory: where its config, key, catalog and store live, and opening them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from node.catalog import Catalog, open_catalog
+from node.errors import ConfigError, IdentityError
+from node.identity import Identity, create_key_file, load_key_file
+from node.settings import Config, load_config, render_config
+from node.store import Store
+
+PASSPHRASE_ENV = "STAVE_KEY_PASSPHRASE"
+DATA_DIR_ENV = "STAVE_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """`$STAVE_DATA_DIR`, else the platform's user data directory for Stave."""
+    configured = os.environ.get(DATA_DIR_ENV)
+    return Path(configured) if configured else platformdirs.user_data_path("stave")
+
+
+@dataclass(frozen=True)
+class DataDir:
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def key_path(self) -> Path:
+        return self.root / "key.pem"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.sqlite"
+
+    @property
+    def store_path(self) -> Path:
+        return self.root / "store"
+
+    @property
+    def token_path(self) -> Path:
+        return self.root / "admin-token"
+
+    def load_config(self) -> Config:
+        if not self.config_path.exists():
+            raise ConfigError(f"{self.root}: not a Stave data directory; run `stave init` first")
+        return load_config(self.config_path)
+
+    def load_identity(self) -> Identity:
+        return load_key_file(self.key_path, os.environ.get(PASSPHRASE_ENV) or None)
+
+    def admin_token(self) -> str:
+        try:
+            return self.token_path.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise IdentityError(f"{self.token_path}: cannot read the admin token") from e
+
+    def write_admin_token(self) -> str:
+        token = secrets.token_urlsafe(32)
+        tmp = self.token_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(token + "\n")
+        os.replace(tmp, self.token_path)
+        return token
+
+
+@dataclass
+class Node:
+    """Everything an open node has: its data directory, settings, key, catalog and store."""
+
+    data: DataDir
+    config: Config
+    identity: Identity
+    catalog: Catalog
+    store: Store
+
+    @property
+    def base_url(self) -> str:
+        url: str = self.config["node.url"]
+        return url if url.endswith("/") else url + "/"
+
+    @property
+    def feed_url(self) -> str:
+        return self.base_url + "feed.json"
+
+
+def init_data_dir(root: Path, name: str, url: str | None = None) -> Identity:
+    """Create a node's data directory with a new key; refuse if a key is already there."""
+    data = DataDir(root)
+    if data.key_path.exists():
+        raise IdentityError(f"{data.key_path}: a key already exists; refusing to overwrite it")
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise ConfigError(f"{root}: cannot create the data directory ({e.strerror})") from e
+    overrides: dict[str, object] = {"node.name": name}
+    if url:
+        overrides["node.url"] = url if url.endswith("/") else url + "/"
+    if not data.config_path.exists():
+        data.config_path.write_text(render_config(overrides), encoding="utf-8")
+    Config(dict(overrides))  # validates the overrides before the key is made
+    identity = create_key_file(data.key_path, os.environ.get(PASSPHRASE_ENV) or None)
+    Store(data.store_path)
+    if not data.token_path.exists():
+        data.write_admin_token()
+    return identity
+
+
+@asynccontextmanager
+async def open_node(root: Path) -> AsyncIterator[Node]:
+    """Open an initialised data directory; closes the catalog on exit."""
+    data = DataDir(root)
+    config = data.load_config()
+    identity = data.load_identity()
+    store = Store(data.store_path)
+    async with open_catalog(data.catalog_path) as catalog:
+        yield Node(data=data, config=config, identity=identity, catalog=catalog, store=store)

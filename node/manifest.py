@@ -1,0 +1,71 @@
+"""Track manifests (PROTOCOL §5): build one, check one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from node.errors import VerificationError
+from node.signing import verify_document
+from node.terms import Terms
+
+MANIFEST_TYPE = "StaveTrack"
+_REQUIRED = ("id", "revision", "artist", "title", "published", "audio", "terms")
+
+
+def content_ref(cid: str, media_type: str, size: int) -> dict[str, Any]:
+    return {"cid": cid, "mediaType": media_type, "size": size}
+
+
+def build_manifest(
+    *,
+    track_id: str,
+    revision: int,
+    artist: str,
+    title: str,
+    published: str,
+    duration_seconds: float,
+    audio: dict[str, Any],
+    cover: dict[str, Any] | None,
+    terms: Terms,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An unsigned manifest; `extra` holds optional members (album, trackNumber, …)."""
+    manifest: dict[str, Any] = {
+        "type": MANIFEST_TYPE,
+        "id": track_id,
+        "revision": revision,
+        "artist": artist,
+        "title": title,
+        "published": published,
+        "durationSeconds": round(duration_seconds, 3),
+        "audio": audio,
+    }
+    if cover is not None:
+        manifest["cover"] = cover
+    manifest["terms"] = terms.to_json()
+    for key, value in (extra or {}).items():
+        manifest.setdefault(key, value)
+    return manifest
+
+
+def verify_manifest(manifest: Any, artist: str) -> None:
+    """Return if `manifest` is a well-formed StaveTrack signed by `artist`; else raise why."""
+    if not isinstance(manifest, Mapping):
+        raise VerificationError("track manifest is not a JSON object")
+    label = f"track {manifest.get('id', '?')}"
+    if manifest.get("type") != MANIFEST_TYPE:
+        raise VerificationError(f"{label}: type is not {MANIFEST_TYPE}")
+    missing = [key for key in _REQUIRED if key not in manifest]
+    if missing:
+        raise VerificationError(f"{label}: lacks {', '.join(missing)}")
+    if manifest["artist"] != artist:
+        raise VerificationError(f"{label}: artist {manifest['artist']!r} is not {artist}")
+    audio = manifest["audio"]
+    if not isinstance(audio, Mapping) or not isinstance(audio.get("cid"), str):
+        raise VerificationError(f"{label}: audio has no CID")
+    try:
+        verify_document(manifest, artist)
+    except VerificationError as e:
+        raise VerificationError(f"{label}: {e}") from e
+    Terms.from_json(manifest["terms"])
