@@ -1,0 +1,1 @@
+"""Throughput measurements, run as `python -m benchmarks.<name>`."""
