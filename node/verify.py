@@ -57,12 +57,16 @@ async def verify_file(path: Path, catalog: Catalog | None, *, use_feed: bool = T
                     verify_manifest(manifest, artist)
                 except VerificationError as e:
                     return Verdict(False, f"local manifest does not verify: {e}", **base)
+                reason = (
+                    f"matches revision {manifest['revision']} of {track_id}, signed by {artist}"
+                )
+                track = await catalog.track(track_id)
+                if track.withdrawn_at is not None:
+                    reason += f"; the artist withdrew the track at {track.withdrawn_at}"
+                elif track.revision != manifest["revision"]:
+                    reason += f"; superseded by revision {track.revision}"
                 return Verdict(
-                    True,
-                    f"matches revision {manifest['revision']} of {track_id}, signed by {artist}",
-                    revision=manifest["revision"],
-                    source="catalog",
-                    **base,
+                    True, reason, revision=manifest["revision"], source="catalog", **base
                 )
     if not use_feed or not feed_url:
         return Verdict(False, "no signed manifest for this CID in the local catalog", **base)
