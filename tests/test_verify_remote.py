@@ -1,0 +1,98 @@
+"""`stave verify` on a listener's machine: no local catalog, the feed fetched from its URL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from conftest import FIXTURES
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+async def run_stave(data_dir: Path, *args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAVE_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "node",
+        "--data-dir",
+        str(data_dir),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_verify_against_the_artists_feed(
+    tmp_path: Path, unused_tcp_port: int, aiohttp_server: ServerFactory
+) -> None:
+    port = unused_tcp_port
+    artist = tmp_path / "artist"
+    code, _, err = await run_stave(
+        artist, "init", "--name", "Ada", "--url", f"http://127.0.0.1:{port}/"
+    )
+    assert code == 0, err
+    code, out, err = await run_stave(artist, "add", str(FIXTURES / "tone.opus"), "--json")
+    assert code == 0, err
+    (manifest,) = json.loads(out)
+    files = artist / "store" / "files"
+    downloaded = tmp_path / "downloaded.opus"
+    downloaded.write_bytes((files / manifest["audio"]["cid"]).read_bytes())
+
+    def current_feed() -> bytes:
+        with sqlite3.connect(artist / "catalog.sqlite") as db:
+            (cid,) = db.execute("SELECT cid FROM feeds ORDER BY sequence DESC LIMIT 1").fetchone()
+        return (files / cid).read_bytes()
+
+    async def feed(request: web.Request) -> web.Response:
+        return web.Response(body=current_feed(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/feed.json", feed)
+    await aiohttp_server(app, host="127.0.0.1", port=port)
+
+    listener = tmp_path / "listener"  # never initialised: no local catalog
+    code, out, err = await run_stave(listener, "verify", str(downloaded), "--json")
+    verdict = json.loads(out)
+    assert code == 0, (out, err)
+    assert verdict["valid"] is True
+    assert verdict["source"] == f"http://127.0.0.1:{port}/feed.json"
+
+    altered = tmp_path / "altered.opus"
+    data = bytearray(downloaded.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    altered.write_bytes(bytes(data))
+    code, out, _ = await run_stave(listener, "verify", str(altered))
+    assert code == 1 and "is not the signed CID" in out
+
+    code, _, err = await run_stave(artist, "withdraw", manifest["id"])
+    assert code == 0, err
+    code, out, _ = await run_stave(listener, "verify", str(downloaded))
+    assert code == 1 and "withdrawn" in out
+
+
+async def test_verify_with_the_feed_unreachable(tmp_path: Path, unused_tcp_port: int) -> None:
+    port = unused_tcp_port  # nothing listens here
+    artist = tmp_path / "artist"
+    await run_stave(artist, "init", "--name", "Ada", "--url", f"http://127.0.0.1:{port}/")
+    code, out, err = await run_stave(artist, "add", str(FIXTURES / "tone.mp3"), "--json")
+    assert code == 0, err
+    (manifest,) = json.loads(out)
+    downloaded = tmp_path / "tone.mp3"
+    downloaded.write_bytes((artist / "store" / "files" / manifest["audio"]["cid"]).read_bytes())
+    code, out, err = await run_stave(tmp_path / "listener", "verify", str(downloaded))
+    assert code == 1
+    assert "could not check against" in out and "Traceback" not in err
