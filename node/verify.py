@@ -49,14 +49,19 @@ async def verify_file(path: Path, catalog: Catalog | None, *, use_feed: bool = T
         return Verdict(
             False, f"{path.name}: carries no Stave tags (STAVE_TRACK, STAVE_ARTIST)", cid
         )
-    base = {"cid": cid, "track_id": track_id, "artist": artist}
+
+    def verdict(
+        valid: bool, reason: str, revision: int | None = None, source: str | None = None
+    ) -> Verdict:
+        return Verdict(valid, reason, cid, track_id, artist, revision, source)
+
     if catalog is not None:
         for manifest in await catalog.manifests_for_audio(cid):
             if manifest.get("id") == track_id and manifest.get("artist") == artist:
                 try:
                     verify_manifest(manifest, artist)
                 except VerificationError as e:
-                    return Verdict(False, f"local manifest does not verify: {e}", **base)
+                    return verdict(False, f"local manifest does not verify: {e}")
                 reason = (
                     f"matches revision {manifest['revision']} of {track_id}, signed by {artist}"
                 )
@@ -65,35 +70,31 @@ async def verify_file(path: Path, catalog: Catalog | None, *, use_feed: bool = T
                     reason += f"; the artist withdrew the track at {track.withdrawn_at}"
                 elif track.revision != manifest["revision"]:
                     reason += f"; superseded by revision {track.revision}"
-                return Verdict(
-                    True, reason, revision=manifest["revision"], source="catalog", **base
-                )
+                return verdict(True, reason, revision=manifest["revision"], source="catalog")
     if not use_feed or not feed_url:
-        return Verdict(False, "no signed manifest for this CID in the local catalog", **base)
+        return verdict(False, "no signed manifest for this CID in the local catalog")
     try:
         feed = await _fetch_feed(feed_url, artist)
     except StaveError as e:
-        return Verdict(False, f"could not check against {feed_url}: {e}", **base)
+        return verdict(False, f"could not check against {feed_url}: {e}")
     for manifest in feed["tracks"]:
         if manifest["id"] == track_id:
             if manifest["audio"]["cid"] != cid:
-                return Verdict(
+                return verdict(
                     False,
                     f"CID {cid} is not the signed CID {manifest['audio']['cid']} of {track_id}"
                     f" in {feed_url} (altered, or an older revision)",
-                    **base,
                 )
-            return Verdict(
+            return verdict(
                 True,
                 f"matches revision {manifest['revision']} of {track_id} in {feed_url},"
                 f" signed by {artist}",
                 revision=manifest["revision"],
                 source=feed_url,
-                **base,
             )
     if any(entry.get("id") == track_id for entry in feed.get("withdrawn", [])):
-        return Verdict(False, f"{track_id} was withdrawn by the artist", **base)
-    return Verdict(False, f"{track_id} is not in the artist's feed at {feed_url}", **base)
+        return verdict(False, f"{track_id} was withdrawn by the artist")
+    return verdict(False, f"{track_id} is not in the artist's feed at {feed_url}")
 
 
 async def _fetch_feed(url: str, artist: str) -> dict[str, Any]:
