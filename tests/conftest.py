@@ -27,3 +27,31 @@ def require_tool(name: str, path: str | None) -> str:
 @pytest.fixture
 def shared() -> Path:
     return SHARED
+
+
+# --- web: an initialised node directory and the app over it (test_web_pages, test_web_api) ---
+
+WEB_ARTIST = "Ada Example"
+WEB_URL = "http://127.0.0.1:8080/"
+
+
+def write_node_config(root: Path, **settings: object) -> None:
+    """Rewrite a data directory's config.toml with `section__key=value` settings."""
+    from node.settings import render_config
+
+    values: dict[str, object] = {"node.name": WEB_ARTIST, "node.url": WEB_URL}
+    values.update({name.replace("__", "."): value for name, value in settings.items()})
+    (root / "config.toml").write_text(render_config(values), encoding="utf-8")
+
+
+@pytest.fixture
+async def web_data_dir(tmp_path: Path) -> Path:
+    """A node directory as `stave init` leaves it: key, config, token, first feed."""
+    from node.datadir import init_data_dir, open_node
+    from node.publish import Publisher
+
+    root = tmp_path / "node"
+    init_data_dir(root, WEB_ARTIST, WEB_URL)
+    async with open_node(root) as node:
+        await Publisher(node).publish_feed()
+    return root
