@@ -60,10 +60,13 @@ def kubo_binary() -> Path:
     binary = find_kubo()
     if binary is not None:
         return binary
-    message = (
-        f"Kubo is not available (no $STAVE_KUBO_BIN, no {kubo_cache_path()}, no ipfs on PATH): "
-        "run scripts/build-kubo.sh to build it"
-    )
+    if configured := os.environ.get("STAVE_KUBO_BIN"):
+        message = f"Kubo is not available: STAVE_KUBO_BIN={configured} is not a file"
+    else:
+        message = (
+            f"Kubo is not available (no $STAVE_KUBO_BIN, no {kubo_cache_path()}, "
+            "no ipfs on PATH): run scripts/build-kubo.sh to build it"
+        )
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)

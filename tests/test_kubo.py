@@ -475,3 +475,25 @@ async def test_kubo_cid_equals_the_vector_and_stave(
 @pytest.mark.parametrize("fixture", AUDIO_FIXTURES, ids=[p.name for p in AUDIO_FIXTURES])
 async def test_kubo_cid_equals_stave_for_fixture_audio(client: KuboClient, fixture: Path) -> None:
     assert await client.add(fixture) == stave_cid(fixture)
+
+
+# --- the test daemon itself -------------------------------------------------------------------
+
+
+async def test_a_killed_daemon_restarts_at_the_same_address_with_its_pins(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    daemon = KuboDaemon(kubo_binary(), tmp_path_factory.mktemp("kubo-restart"), offline=True)
+    daemon.start()
+    try:
+        async with KuboClient(daemon.api) as client:
+            cid = await client.add_bytes(b"survives a crash " + os.urandom(8), pin=True)
+        daemon.kill()
+        async with KuboClient(daemon.api) as client:
+            with pytest.raises(KuboError, match=r"^Kubo is not reachable at "):
+                await client.version()
+        daemon.start()
+        async with KuboClient(daemon.api) as client:
+            assert await client.pin_ls(cid) == {cid: "recursive"}
+    finally:
+        daemon.stop()
