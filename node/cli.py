@@ -214,6 +214,17 @@ async def cmd_admin_token(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_run(args: argparse.Namespace) -> int:
+    from node.web.runner import serve
+
+    root = _data_dir(args)
+    config = DataDir(root).load_config()
+    host = args.host or config["server.host"]
+    port = config["server.port"] if args.port is None else args.port
+    await serve(root, host, port, shutdown_timeout=config["server.shutdown_timeout"])
+    return 0
+
+
 def _track_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", help="track title (default: the title tag, else the file name)")
     parser.add_argument("--license", help="SPDX licence id, ARR (all rights reserved), or a URL")
@@ -269,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("path", metavar="PATH")
     verify.add_argument("--offline", action="store_true", help="use the local catalog only")
     verify.add_argument("--json", action="store_true")
+    serve = command("run", cmd_run, "serve the node on the web until SIGTERM or Ctrl-C")
+    serve.add_argument("--host", help="address to listen on (default: server.host)")
+    serve.add_argument(
+        "--port", type=int, help="port to listen on, 0 for any free one (default: server.port)"
+    )
     token = command("admin-token", cmd_admin_token, "print the admin API token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one")
     return parser

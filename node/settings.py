@@ -119,6 +119,14 @@ SETTINGS: tuple[Setting, ...] = (
         _positive,
     ),
     Setting(
+        "server",
+        "shutdown_timeout",
+        10,
+        "Seconds `stave run` lets requests in flight finish after SIGTERM or SIGINT.",
+        int,
+        _positive,
+    ),
+    Setting(
         "ipfs",
         "backend",
         "embedded",

@@ -1,0 +1,72 @@
+"""Serving the app: listen, say where, run until SIGTERM or SIGINT, then shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from node.settings import Config
+from node.web.app import create_app
+
+log = logging.getLogger(__name__)
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b "%{Referer}i" "%{User-Agent}i" %Tfs'
+
+
+def print_url(url: str) -> None:
+    print(url, flush=True)
+
+
+def url_of(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    """The http URL of a listening socket's address."""
+    host, port = address[0], address[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+async def serve(
+    data_dir: Path,
+    host: str,
+    port: int,
+    *,
+    config: Config | None = None,
+    shutdown_timeout: float = 10.0,
+    on_listening: Callable[[str], None] = print_url,
+) -> None:
+    """Serve the node in `data_dir` on host:port until SIGTERM or SIGINT.
+
+    `on_listening` is called with the URL once the socket listens (the real port when `port` is
+    0). On a signal the node stops accepting connections, lets requests in flight finish for up
+    to `shutdown_timeout` seconds, runs the app's cleanup (closing the catalog), and returns.
+    """
+    runner = web.AppRunner(
+        create_app(data_dir, config=config),
+        access_log=logging.getLogger("stave.access"),
+        access_log_format=ACCESS_LOG_FORMAT,
+        shutdown_timeout=shutdown_timeout,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for number in signals:
+        loop.add_signal_handler(number, stop.set)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        for address in runner.addresses:
+            on_listening(url_of(address))
+        await stop.wait()
+        log.info("stopping: finishing requests in flight")
+    finally:
+        for number in signals:
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(number)
+        await runner.cleanup()

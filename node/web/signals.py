@@ -1,0 +1,229 @@
+"""Signals to crawlers (PROTOCOL §9): response headers, `<meta>` tags, robots.txt, TDMRep, ai.txt.
+
+When the node's default terms reserve data mining (`Terms.reserves_mining`), every response
+carries `tdm-reservation: 1` and `tdm-policy` (W3C TDMRep, Final CG Report 2024), `X-Robots-Tag:
+noai, noimageai`, and `Content-Usage: train-ai=n` (IETF draft-ietf-aipref-attach). The same
+choice is published site-wide in `/robots.txt`, `/.well-known/tdmrep.json`, `/ai.txt` (Spawning's
+format) and a machine-readable TDMRep policy (an ODRL 2.2 profile) at `/terms/tdm-policy.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from node.terms import Terms
+from node.web.state import CRAWLER_SIGNALS, NODE, PUBLISHER
+
+# Crawlers that gather training data for AI models. Ordinary search engines stay allowed.
+AI_CRAWLERS: tuple[str, ...] = (
+    "GPTBot",
+    "ChatGPT-User",
+    "OAI-SearchBot",
+    "ClaudeBot",
+    "Claude-Web",
+    "anthropic-ai",
+    "CCBot",
+    "Google-Extended",
+    "GoogleOther",
+    "Applebot-Extended",
+    "meta-externalagent",
+    "meta-externalfetcher",
+    "FacebookBot",
+    "Bytespider",
+    "PerplexityBot",
+    "cohere-ai",
+    "cohere-training-data-crawler",
+    "Amazonbot",
+    "Diffbot",
+    "AI2Bot",
+    "Ai2Bot-Dolma",
+    "Timpibot",
+    "ImagesiftBot",
+    "Omgilibot",
+    "omgili",
+    "YouBot",
+    "PetalBot",
+    "img2dataset",
+    "Webzio-Extended",
+    "DeepSeekBot",
+)
+
+# Spawning's ai.txt names media by file extension: every kind of file this node can serve.
+AI_TXT_EXTENSIONS: tuple[str, ...] = (
+    "mp3", "flac", "ogg", "oga", "opus", "m4a", "aac", "wav", "aiff", "aif", "wma", "amr",
+    "jpg", "jpeg", "png", "gif", "webp", "bmp", "svg", "tif", "tiff",
+    "json", "txt", "html", "xml", "rss", "car",
+)  # fmt: skip
+
+POLICY_PATH = "terms/tdm-policy.json"
+TDMREP_CONTEXT = ["http://www.w3.org/ns/odrl.jsonld", {"tdm": "http://www.w3.org/ns/tdmrep#"}]
+
+
+@dataclass(frozen=True)
+class CrawlerSignals:
+    """What this node tells crawlers, worked out once from its default terms."""
+
+    reserved: bool
+    policy_url: str
+    headers: tuple[tuple[str, str], ...]
+
+
+def policy_url(terms: Terms, base_url: str) -> str:
+    """The TDMRep policy URL: the configured `terms.tdm_policy`, else the node's own."""
+    return terms.tdm_policy or base_url + POLICY_PATH
+
+
+def crawler_signals(terms: Terms, base_url: str) -> CrawlerSignals:
+    """The signals for a node with these default terms at `base_url`."""
+    url = policy_url(terms, base_url)
+    if not terms.reserves_mining:
+        return CrawlerSignals(reserved=False, policy_url=url, headers=())
+    headers = (
+        ("tdm-reservation", "1"),
+        ("tdm-policy", url),
+        ("X-Robots-Tag", "noai, noimageai"),
+        ("Content-Usage", "train-ai=n"),
+    )
+    return CrawlerSignals(reserved=True, policy_url=url, headers=headers)
+
+
+def meta_tags(terms: Terms, base_url: str) -> list[tuple[str, str]]:
+    """`(name, content)` pairs for `<meta name=… content=…>` in every HTML page's head.
+
+    The HTML forms of the response headers: TDMRep's `tdm-reservation` and `tdm-policy`, and
+    `robots: noai, noimageai`. Empty when the terms reserve nothing.
+    """
+    signals = crawler_signals(terms, base_url)
+    if not signals.reserved:
+        return []
+    return [
+        ("tdm-reservation", "1"),
+        ("tdm-policy", signals.policy_url),
+        ("robots", "noai, noimageai"),
+    ]
+
+
+def robots_txt(terms: Terms, base_url: str) -> str:
+    """robots.txt (RFC 9309): AI-training crawlers kept out, every other crawler let in."""
+    lines = [f"# Stave node at {base_url}", ""]
+    if terms.reserves_mining:
+        lines.append("# The artist does not allow their music to be used to train AI models.")
+        lines.extend(f"User-agent: {name}" for name in AI_CRAWLERS)
+        lines += ["Disallow: /", ""]
+        lines += ["User-agent: *", "Content-Usage: train-ai=n", "Allow: /", ""]
+    else:
+        lines += ["User-agent: *", "Allow: /", ""]
+    return "\n".join(lines)
+
+
+def tdmrep_json(terms: Terms, base_url: str) -> list[dict[str, Any]]:
+    """The `/.well-known/tdmrep.json` array: one rule covering the whole site."""
+    if not terms.reserves_mining:
+        return [{"location": "/", "tdm-reservation": 0}]
+    return [{"location": "/", "tdm-reservation": 1, "tdm-policy": policy_url(terms, base_url)}]
+
+
+def ai_txt(terms: Terms) -> str:
+    """`/ai.txt` in Spawning's robots-like format: which files datasets may not use."""
+    lines = ["# Spawning AI", "# Prevent datasets from using the following file types", ""]
+    lines.append("User-Agent: *")
+    if terms.reserves_mining:
+        lines.extend(f"Disallow: *.{ext}" for ext in AI_TXT_EXTENSIONS)
+        lines += ["Disallow: /", "Disallow: *"]
+    else:
+        lines.append("Allow: /")
+    return "\n".join(lines) + "\n"
+
+
+def tdm_policy(terms: Terms, base_url: str, name: str, contact: str) -> dict[str, Any]:
+    """The TDMRep policy: an ODRL `Offer` under the TDMRep profile (TDMRep §5).
+
+    Mining needs the artist's consent (an `obtainConsent` duty) unless every use is allowed;
+    the assigner is the artist, with `node.contact` as where to ask when it is configured.
+    """
+    assigner: dict[str, Any] = {"uid": base_url}
+    if name:
+        assigner["vcard:fn"] = name
+    contact = contact.strip()
+    if contact.startswith(("http://", "https://")):
+        assigner["vcard:hasURL"] = contact
+    elif contact.startswith("mailto:"):
+        assigner["vcard:hasEmail"] = contact
+    elif "@" in contact:
+        assigner["vcard:hasEmail"] = "mailto:" + contact
+    if "vcard:hasURL" not in assigner:
+        assigner["vcard:hasURL"] = base_url + "terms"
+    permission: dict[str, Any] = {"target": base_url, "action": "tdm:mine"}
+    if terms.reserves_mining:
+        permission["duty"] = [{"action": "obtainConsent"}]
+    return {
+        "@context": TDMREP_CONTEXT,
+        "@type": "Offer",
+        "profile": "http://www.w3.org/ns/tdmrep",
+        "uid": base_url + POLICY_PATH,
+        "assigner": assigner,
+        "permission": [permission],
+    }
+
+
+# --- the web side -----------------------------------------------------------------------------
+
+
+async def add_signal_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the §9 headers on every response, errors and 304s included."""
+    signals = request.config_dict.get(CRAWLER_SIGNALS)
+    if signals is not None:
+        for header, value in signals.headers:
+            response.headers[header] = value
+
+
+def _terms(request: web.Request) -> tuple[Terms, str]:
+    node = request.config_dict[NODE]
+    return request.config_dict[PUBLISHER].default_terms(), node.base_url
+
+
+_TEXT_CACHE = "public, max-age=3600"
+
+
+async def robots_handler(request: web.Request) -> web.Response:
+    terms, base_url = _terms(request)
+    text = robots_txt(terms, base_url)
+    return web.Response(text=text, headers={"Cache-Control": _TEXT_CACHE})
+
+
+async def ai_txt_handler(request: web.Request) -> web.Response:
+    terms, _ = _terms(request)
+    return web.Response(text=ai_txt(terms), headers={"Cache-Control": _TEXT_CACHE})
+
+
+async def tdmrep_handler(request: web.Request) -> web.Response:
+    terms, base_url = _terms(request)
+    body = json.dumps(tdmrep_json(terms, base_url), indent=2)
+    return web.Response(
+        text=body + "\n", content_type="application/json", headers={"Cache-Control": _TEXT_CACHE}
+    )
+
+
+async def tdm_policy_handler(request: web.Request) -> web.Response:
+    terms, base_url = _terms(request)
+    config = request.config_dict[NODE].config
+    policy = tdm_policy(terms, base_url, config["node.name"], config["node.contact"])
+    body = json.dumps(policy, indent=2, ensure_ascii=False)
+    return web.Response(
+        text=body + "\n",
+        content_type="application/ld+json",
+        headers={"Cache-Control": _TEXT_CACHE},
+    )
+
+
+def setup(app: web.Application) -> None:
+    """Add the signal headers to every response of `app` and the site-wide signal files."""
+    app.on_response_prepare.append(add_signal_headers)
+    app.router.add_get("/robots.txt", robots_handler)
+    app.router.add_get("/ai.txt", ai_txt_handler)
+    app.router.add_get("/.well-known/tdmrep.json", tdmrep_handler)
+    app.router.add_get("/" + POLICY_PATH, tdm_policy_handler)
