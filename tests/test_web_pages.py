@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from node.publish import Publisher, TrackChoices
+from node.web.app import create_app
 from node.web.state import PUBLISHER
 from node.web.templates import duration
 from tests.conftest import FIXTURES, WEB_ARTIST, WEB_URL, write_node_config
@@ -27,33 +28,7 @@ WAV = FIXTURES / "tone.wav"
 
 
 def make_app(root: Path) -> web.Application:
-    try:
-        from node.web.app import create_app
-    except ImportError:
-        return _bare_app(root)
     return create_app(root)
-
-
-def _bare_app(root: Path) -> web.Application:  # until node/web/app.py lands
-    from collections.abc import AsyncIterator
-
-    from node.datadir import open_node
-    from node.web import api, pages
-    from node.web.errors import error_middleware
-    from node.web.state import NODE
-
-    app = web.Application(middlewares=[error_middleware])
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        async with open_node(root) as node:
-            app[NODE] = node
-            app[PUBLISHER] = Publisher(node)
-            yield
-
-    app.cleanup_ctx.append(lifecycle)
-    pages.setup_routes(app)
-    api.setup_routes(app)
-    return app
 
 
 class Page(HTMLParser):
