@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import uuid
@@ -197,6 +198,22 @@ async def test_upload_two_files_at_once_in_one_feed(
     assert len(tracks) == 2
     assert feed.sequence == feed_before.sequence + 1
     assert snapshot(web_data_dir)[1] == []
+
+
+async def test_concurrent_uploads_each_get_their_own_feed(
+    client: Client, auth: dict[str, str]
+) -> None:
+    feed_before = (await catalog_state(client))[1]
+
+    responses = await asyncio.gather(
+        *(client.post("/api/tracks", data=upload(path), headers=auth) for path in (MP3, FLAC, WAV))
+    )
+
+    for response in responses:
+        await json_of(response, 201)
+    tracks, feed = await catalog_state(client)
+    assert len(tracks) == 3
+    assert feed.sequence == feed_before.sequence + 3
 
 
 async def test_upload_without_a_title_tag_takes_the_file_name(

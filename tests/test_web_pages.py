@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from html.parser import HTMLParser
@@ -15,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from node.publish import Publisher, TrackChoices
 from node.web.app import create_app
 from node.web.state import PUBLISHER
-from node.web.templates import duration
+from node.web.templates import duration, static_dir
 from tests.conftest import FIXTURES, WEB_ARTIST, WEB_URL, write_node_config
 
 Client = TestClient[web.Request, web.Application]
@@ -269,3 +270,34 @@ async def test_stylesheet_is_served_by_the_node(client: Client) -> None:
 )
 def test_duration_in_minutes_and_seconds(seconds: float | None, words: str) -> None:
     assert duration(seconds) == words
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_colours_meet_wcag_aa_contrast(scheme: str) -> None:
+    css = (static_dir() / "stave.css").read_text(encoding="utf-8")
+    light_block, _, dark_block = css.partition("prefers-color-scheme: dark")
+    block = light_block if scheme == "light" else dark_block
+    colours = dict(re.findall(r"--([\w-]+):\s*(#[0-9a-fA-F]{6});", block))
+    pairs = [
+        ("fg", "bg"),
+        ("fg", "card"),
+        ("muted", "bg"),
+        ("muted", "card"),
+        ("accent", "bg"),
+        ("accent", "card"),
+        ("warn-fg", "warn-bg"),
+    ]
+    for text, background in pairs:
+        ratio = _contrast(colours[text], colours[background])
+        assert ratio >= 4.5, f"{scheme}: --{text} on --{background} is {ratio:.2f}:1"
