@@ -55,3 +55,36 @@ async def web_data_dir(tmp_path: Path) -> Path:
     async with open_node(root) as node:
         await Publisher(node).publish_feed()
     return root
+
+
+# --- web core (test_web_core, test_web_content, test_run): every fixture file published ---
+
+
+@pytest.fixture(scope="session")
+def published_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built once per session: a node with every audio fixture published in one feed."""
+    import asyncio
+
+    from node.datadir import init_data_dir, open_node
+    from node.publish import Publisher
+
+    root = tmp_path_factory.mktemp("published") / "node"
+    init_data_dir(root, WEB_ARTIST, WEB_URL)
+
+    async def publish() -> None:
+        async with open_node(root) as node:
+            await Publisher(node).add_many(AUDIO_FIXTURES)
+            node.store.close()
+
+    asyncio.run(publish())
+    return root
+
+
+@pytest.fixture
+def published_data_dir(published_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the published node, free to change."""
+    import shutil
+
+    root = tmp_path / "published"
+    shutil.copytree(published_template, root)
+    return root

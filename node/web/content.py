@@ -84,9 +84,9 @@ def parse_ranges(header: str, size: int) -> list[ByteRange] | None:
                 ranges.append(ByteRange(max(0, size - length), size - 1))
             continue
         start = int(first)
-        end = int(last) if last else size - 1
-        if end < start:
+        if last and int(last) < start:
             return None
+        end = int(last) if last else size - 1
         if start < size:
             ranges.append(ByteRange(start, min(end, size - 1)))
     if not ranges:
