@@ -221,6 +221,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
     config = DataDir(root).load_config()
     host = args.host or config["server.host"]
     port = config["server.port"] if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port: {port} is not a port number from 0 to 65535")
     await serve(root, host, port, shutdown_timeout=config["server.shutdown_timeout"])
     return 0
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from node.errors import UsageError
 from node.settings import Config
 from node.web.app import create_app
 
@@ -60,7 +61,10 @@ async def serve(
     try:
         await runner.setup()
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            raise UsageError(f"{host}:{port}: cannot listen there ({e.strerror or e})") from e
         for address in runner.addresses:
             on_listening(url_of(address))
         await stop.wait()
