@@ -1,4 +1,4 @@
-"""CIDs and the unixfs-v1-2025 importer, checked against Kubo's reference CIDs."""
+"""CIDs and the UnixFS importer (unixfs-v1-2025 and unixfs-v0-2015), checked against Kubo."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ from node.cid import (
     IDENTITY,
     RAW,
     SHA2_256,
+    V0_2015,
+    V1_2025,
+    ImportProfile,
+    ImportResult,
+    Leaf,
     PBLink,
     UnixFSImporter,
     base32_decode,
@@ -30,6 +35,8 @@ from node.cid import (
     decode_dag_pb,
     encode_dag_pb,
     import_path,
+    read_varint,
+    unixfs_file_data,
 )
 from node.errors import InvalidCID, VerificationError
 
@@ -39,6 +46,7 @@ VECTORS: list[dict[str, Any]] = json.loads((SHARED / "vectors" / "unixfs-cids.js
 ]
 
 GIB = 1 << 30
+PROFILES = {profile.name: profile for profile in (V1_2025, V0_2015)}
 
 
 def kubo_random_bytes(seed: str, size: int, chunk: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -69,23 +77,20 @@ def vector_id(vector: dict[str, Any]) -> str:
 def vector_params() -> list[Any]:
     params = []
     for vector in VECTORS:
-        marks: list[Any] = []
-        if vector["profile"] != "unixfs-v1-2025":
-            marks.append(
-                pytest.mark.skip(
-                    reason="unixfs-v0-2015 (CIDv0, 256 KiB dag-pb leaves) is not an import "
-                    "profile Stave uses; PROTOCOL.md §3 fixes unixfs-v1-2025"
-                )
-            )
-        elif vector.get("size", 0) >= GIB:
-            marks.append(pytest.mark.slow)
+        marks = [pytest.mark.slow] if vector.get("size", 0) >= GIB else []
         params.append(pytest.param(vector, id=vector_id(vector), marks=marks))
     return params
 
 
+def test_every_vector_names_a_known_profile() -> None:
+    assert {vector["profile"] for vector in VECTORS} == set(PROFILES)
+
+
 @pytest.mark.parametrize("vector", vector_params())
 def test_importer_matches_kubo(vector: dict[str, Any]) -> None:
-    importer = UnixFSImporter()
+    profile = PROFILES[vector["profile"]]
+    importer = UnixFSImporter(profile)
+    data = b""
     if "seed" in vector:
         for chunk in kubo_random_bytes(vector["seed"], vector["size"]):
             importer.update(chunk)
@@ -95,15 +100,27 @@ def test_importer_matches_kubo(vector: dict[str, Any]) -> None:
         importer.update(data)
         size = len(data)
     result = importer.finish()
+    if "data_utf8" in vector:
+        assert result_leaf_blocks_match(result, data)
     assert str(result.root) == vector["cid"]
+    assert result.root.version == profile.cid_version
+    assert result.profile == profile
     assert result.size == size
     assert sum(leaf.length for leaf in result.leaves) == size
-    assert len(result.leaves) == max(1, -(-size // CHUNK_SIZE))
-    if size <= CHUNK_SIZE:
+    assert len(result.leaves) == max(1, -(-size // profile.chunk_size))
+    if size <= profile.chunk_size:
         assert result.nodes == []
         assert result.leaves[0].cid == result.root
     else:
         assert result.nodes[-1].cid == result.root
+
+
+def result_leaf_blocks_match(result: ImportResult, data: bytes) -> bool:
+    """Whether every leaf's CID names the leaf block the profile makes of its bytes."""
+    return all(
+        leaf.cid.matches(result.profile.leaf_block(data[leaf.offset : leaf.offset + leaf.length]))
+        for leaf in result.leaves
+    )
 
 
 def test_one_mib_plus_one_is_a_root_over_two_leaves() -> None:
@@ -128,16 +145,27 @@ def test_one_mib_plus_one_is_a_root_over_two_leaves() -> None:
         assert leaf.cid.matches(data[leaf.offset : leaf.offset + leaf.length])
 
 
-@pytest.mark.parametrize("piece", [1, 7, 65_536, CHUNK_SIZE - 1, CHUNK_SIZE, 3 * CHUNK_SIZE])
-def test_chunk_boundaries_do_not_change_the_cid(piece: int) -> None:
+@pytest.mark.parametrize("profile", [V1_2025, V0_2015], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "piece", ["1", "7", "65536", "chunk - 1", "chunk", "chunk + 1", "3 * chunk"]
+)
+def test_chunk_boundaries_do_not_change_the_cid(profile: ImportProfile, piece: str) -> None:
+    """Fed in pieces of `piece` bytes, where chunk is the profile's chunk size."""
+    chunk = profile.chunk_size
+    step = {"1": 1, "7": 7, "65536": 65_536, "chunk - 1": chunk - 1, "chunk": chunk}.get(piece)
+    step = step or {"chunk + 1": chunk + 1, "3 * chunk": 3 * chunk}[piece]
     data = b"".join(kubo_random_bytes("chunk-v1-seed", CHUNK_SIZE + 1))
-    data = data[:200_000] * 6 if piece == 1 else data  # keep the 1-byte feed quick
-    whole = UnixFSImporter()
+    if step == 1:  # keep the 1-byte feed quick, but still over two leaves
+        data = data[:200_000] * (chunk // 200_000 + 1)
+    whole = UnixFSImporter(profile)
     whole.update(data)
-    pieces = UnixFSImporter()
-    for start in range(0, len(data), piece):
-        pieces.update(memoryview(data)[start : start + piece])
-    assert pieces.finish() == whole.finish()
+    pieces = UnixFSImporter(profile)
+    for start in range(0, len(data), step):
+        pieces.update(memoryview(data)[start : start + step])
+    result = pieces.finish()
+    assert result == whole.finish()
+    assert len(result.leaves) == -(-len(data) // chunk) > 1
+    walk_dag(result, data)
 
 
 def test_two_level_tree_shape_with_small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,11 +196,155 @@ def test_import_path_reads_a_file(tmp_path: Path) -> None:
     assert str(result.root) == "bafybeigmix7t42i6jacydtquhet7srwvgpizfg7gjbq7627d35mjomtu64"
 
 
+def test_import_path_under_v0(tmp_path: Path) -> None:
+    path = tmp_path / "track.bin"
+    with path.open("wb") as f:
+        for chunk in kubo_random_bytes("chunk-v1-seed", CHUNK_SIZE + 1):
+            f.write(chunk)
+    result = import_path(path, profile=V0_2015)
+    data = path.read_bytes()
+    whole = UnixFSImporter(V0_2015)
+    whole.update(data)
+    assert result == whole.finish()
+    assert str(result.root).startswith("Qm")
+    assert [(leaf.offset, leaf.length) for leaf in result.leaves][-2:] == [
+        (3 * 262_144, 262_144),
+        (CHUNK_SIZE, 1),
+    ]
+    walk_dag(result, data)
+
+
 def test_update_after_finish_is_refused() -> None:
-    importer = UnixFSImporter()
-    importer.finish()
-    with pytest.raises(RuntimeError):
-        importer.update(b"x")
+    for profile in (V1_2025, V0_2015):
+        importer = UnixFSImporter(profile)
+        importer.finish()
+        with pytest.raises(RuntimeError):
+            importer.update(b"x")
+
+
+def unixfs_fields(message: bytes) -> list[tuple[int, int | bytes]]:
+    """The (field number, value) pairs of a protobuf message of varints and byte strings."""
+    fields: list[tuple[int, int | bytes]] = []
+    pos = 0
+    while pos < len(message):
+        key, pos = read_varint(message, pos)
+        value, pos = read_varint(message, pos)
+        if key & 7 == 2:
+            fields.append((key >> 3, message[pos : pos + value]))
+            pos += value
+        else:
+            assert key & 7 == 0
+            fields.append((key >> 3, value))
+    return fields
+
+
+def walk_dag(result: ImportResult, data: bytes) -> None:
+    """Check a whole DAG against the file it came from, as a Kubo reader would see it.
+
+    Every block matches its CID, every link's Tsize is the size of the blocks below it, every
+    node's UnixFS sizes add up, no node has more than max_links links, all leaves sit at the
+    same depth (balanced), and the leaves in order spell the file.
+    """
+    profile = result.profile
+    blocks = {node.cid: node.block for node in result.nodes}
+    for leaf in result.leaves:
+        blocks[leaf.cid] = profile.leaf_block(data[leaf.offset : leaf.offset + leaf.length])
+    leaf_cids = {leaf.cid for leaf in result.leaves}
+    spelled = bytearray()
+    depths = set()
+
+    def visit(cid: CID, depth: int) -> tuple[int, int]:  # (tsize, filesize)
+        block = blocks[cid]
+        assert cid.matches(block)
+        assert cid.version == profile.cid_version
+        if cid in leaf_cids:
+            depths.add(depth)
+            if profile.raw_leaves:
+                assert cid.codec == RAW
+                spelled.extend(block)
+                return len(block), len(block)
+            assert cid.codec == DAG_PB
+            node = decode_dag_pb(block)
+            assert node.links == []
+            assert node.data is not None
+            # UnixFS{Type: File, Data: chunk, filesize: len(chunk)}, as boxo writes leaves.
+            fields = unixfs_fields(node.data)
+            chunk = fields[1][1]
+            assert isinstance(chunk, bytes)
+            assert fields == [(1, 2), (2, chunk), (3, len(chunk))]
+            spelled.extend(chunk)
+            return len(block), len(chunk)
+        assert cid.codec == DAG_PB
+        node = decode_dag_pb(block)
+        assert 1 <= len(node.links) <= profile.max_links
+        sizes = [visit(link.cid, depth + 1) for link in node.links]
+        assert [link.tsize for link in node.links] == [tsize for tsize, _ in sizes]
+        filesize = sum(size for _, size in sizes)
+        assert node.data == unixfs_file_data(filesize, [size for _, size in sizes])
+        return len(block) + sum(tsize for tsize, _ in sizes), filesize
+
+    assert visit(result.root, 0)[1] == len(data) == result.size
+    assert len(depths) == 1
+    assert bytes(spelled) == data
+
+
+def test_v0_leaf_is_a_dag_pb_node_wrapping_a_unixfs_file() -> None:
+    importer = UnixFSImporter(V0_2015)
+    importer.update(b"hello world")
+    result = importer.finish()
+    assert str(result.root) == "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD"
+    block = V0_2015.leaf_block(b"hello world")
+    assert block == b"\x0a\x11\x08\x02\x12\x0bhello world\x18\x0b"
+    assert result.root.matches(block)
+    assert result.leaves == [Leaf(result.root, 0, 11)]
+    assert result.nodes == []
+
+
+def test_v0_empty_file_is_the_well_known_empty_unixfs_file() -> None:
+    """`ipfs add` of an empty file under CIDv0: a File node with filesize 0 and no Data."""
+    result = UnixFSImporter(V0_2015).finish()
+    assert str(result.root) == "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+    assert V0_2015.leaf_block(b"") == b"\x0a\x04\x08\x02\x18\x00"
+    assert (result.size, len(result.leaves), result.nodes) == (0, 1, [])
+
+
+@pytest.mark.parametrize("cid_version", [0, 1])
+@pytest.mark.parametrize(
+    ("size", "shape"),
+    [
+        pytest.param(4, [], id="one-leaf"),
+        pytest.param(12, 3, id="root-exactly-full"),
+        pytest.param(13, [3, 1], id="one-byte-over"),
+        pytest.param(36, [3, 3, 3], id="two-levels-exactly-full"),
+        pytest.param(37, [[3, 3, 3], [1]], id="three-levels"),
+    ],
+)
+def test_balanced_shape_with_small_wrapped_and_raw_leaves(
+    cid_version: int, size: int, shape: Any
+) -> None:
+    """4-byte chunks, 3 links per node: the shapes Kubo's balanced layout gives."""
+    profile = ImportProfile(f"small-v{cid_version}", cid_version, cid_version == 1, 4, 3)
+    data = bytes(range(size))
+    importer = UnixFSImporter(profile)
+    importer.update(data)
+    result = importer.finish()
+    walk_dag(result, data)
+    blocks = {node.cid: node.block for node in result.nodes}
+
+    def shape_of(cid: CID) -> Any:
+        links = decode_dag_pb(blocks[cid]).links
+        if all(link.cid not in blocks for link in links):
+            return len(links)
+        return [shape_of(link.cid) for link in links]
+
+    assert (shape_of(result.root) if result.nodes else []) == shape
+
+
+def test_a_cidv0_profile_cannot_have_raw_leaves() -> None:
+    with pytest.raises(ValueError):
+        ImportProfile("bad", 0, True, 262_144, 174)
+    with pytest.raises(ValueError):
+        ImportProfile("bad", 1, True, 4, 1)
 
 
 # --- parsing ---------------------------------------------------------------------------------
