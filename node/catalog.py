@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,81 @@ MIGRATIONS: tuple[str, ...] = (
         previous TEXT,
         updated TEXT NOT NULL,
         expires TEXT NOT NULL
+    );
+    """,
+    # 2: follows (node/federation): artists this node follows, the feed last accepted from each
+    # (its exact bytes) and that feed's tracks, sync status kept apart from that accepted state,
+    # nodes known to mirror an artist, and WebSub subscriptions in both directions.
+    """
+    CREATE TABLE follows (
+        artist TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        url TEXT NOT NULL,
+        feed_url TEXT NOT NULL,
+        hub_url TEXT,
+        mirror INTEGER NOT NULL DEFAULT 0,
+        followed_at TEXT NOT NULL,
+        sequence INTEGER,
+        feed BLOB,
+        feed_cid TEXT,
+        etag TEXT,
+        updated TEXT,
+        expires TEXT,
+        accepted_at TEXT
+    );
+    CREATE TABLE follow_tracks (
+        artist TEXT NOT NULL REFERENCES follows(artist) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        revision INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        published TEXT NOT NULL,
+        audio_cid TEXT NOT NULL,
+        cover_cid TEXT,
+        manifest TEXT NOT NULL,
+        PRIMARY KEY (artist, id)
+    );
+    CREATE INDEX follow_tracks_by_published ON follow_tracks(published);
+    CREATE INDEX follow_tracks_by_audio ON follow_tracks(audio_cid);
+    CREATE TABLE follow_status (
+        artist TEXT PRIMARY KEY REFERENCES follows(artist) ON DELETE CASCADE,
+        checked_at TEXT,
+        synced_at TEXT,
+        last_error TEXT,
+        error_at TEXT,
+        failures INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE known_mirrors (
+        artist TEXT NOT NULL,
+        url TEXT NOT NULL,
+        via TEXT NOT NULL,
+        seen_at TEXT NOT NULL,
+        PRIMARY KEY (artist, url, via)
+    );
+    CREATE TABLE websub_subscriptions (
+        callback_id TEXT PRIMARY KEY,
+        artist TEXT NOT NULL,
+        hub_url TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        requested_at REAL NOT NULL,
+        lease_seconds INTEGER,
+        expires_at REAL,
+        last_error TEXT
+    );
+    CREATE TABLE websub_subscribers (
+        topic TEXT NOT NULL,
+        callback TEXT NOT NULL,
+        secret TEXT,
+        lease_seconds INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        subscribed_at TEXT NOT NULL,
+        delivered_sequence INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        last_error TEXT,
+        PRIMARY KEY (topic, callback)
     );
     """,
 )
@@ -90,6 +165,155 @@ def _track(row: Sequence[Any]) -> TrackRecord:
 
 def _feed(row: Sequence[Any]) -> FeedRecord:
     return FeedRecord(sequence=row[0], cid=row[1], previous=row[2], updated=row[3], expires=row[4])
+
+
+# --- follows (node/federation) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FollowRecord:
+    """An artist this node follows: where, the feed last accepted, and how the last sync went."""
+
+    artist: str
+    name: str
+    url: str
+    feed_url: str
+    hub_url: str | None
+    mirror: bool
+    followed_at: str
+    sequence: int | None
+    feed_cid: str | None
+    etag: str | None
+    updated: str | None
+    expires: str | None
+    accepted_at: str | None
+    track_count: int
+    checked_at: str | None
+    synced_at: str | None
+    last_error: str | None
+    error_at: str | None
+    failures: int
+
+
+@dataclass(frozen=True)
+class FollowedFeed:
+    """The exact bytes of the feed last accepted from a followed artist."""
+
+    artist: str
+    sequence: int
+    body: bytes
+    cid: str
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class FollowedTrack:
+    """A track of a followed artist, from the feed last accepted."""
+
+    artist: str
+    id: str
+    revision: int
+    title: str
+    published: str
+    audio_cid: str
+    cover_cid: str | None
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """How one sync attempt went; `error` None means the feed was accepted or unchanged."""
+
+    artist: str
+    checked_at: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class WebSubSubscription:
+    """A subscription this node asked a hub for (the subscriber side of WebSub)."""
+
+    callback_id: str
+    artist: str
+    hub_url: str
+    topic: str
+    secret: str
+    mode: str
+    requested_at: float
+    lease_seconds: int | None
+    expires_at: float | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class HubSubscriber:
+    """A verified subscription to this node's own feed (the hub side of WebSub)."""
+
+    topic: str
+    callback: str
+    secret: str | None
+    lease_seconds: int
+    expires_at: float
+    subscribed_at: str
+    delivered_sequence: int
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+
+
+_FOLLOW_SELECT = (
+    "SELECT f.artist, f.name, f.url, f.feed_url, f.hub_url, f.mirror, f.followed_at, f.sequence,"
+    " f.feed_cid, f.etag, f.updated, f.expires, f.accepted_at,"
+    " (SELECT COUNT(*) FROM follow_tracks t WHERE t.artist = f.artist),"
+    " s.checked_at, s.synced_at, s.last_error, s.error_at, COALESCE(s.failures, 0)"
+    " FROM follows f LEFT JOIN follow_status s ON s.artist = f.artist"
+)
+_FOLLOWED_TRACK_COLUMNS = "artist, id, revision, title, published, audio_cid, cover_cid, manifest"
+_SUBSCRIPTION_COLUMNS = (
+    "callback_id, artist, hub_url, topic, secret, mode, requested_at, lease_seconds, expires_at,"
+    " last_error"
+)
+_SUBSCRIBER_COLUMNS = (
+    "topic, callback, secret, lease_seconds, expires_at, subscribed_at, delivered_sequence,"
+    " attempts, next_attempt_at, last_error"
+)
+
+
+def _follow(row: Sequence[Any]) -> FollowRecord:
+    return FollowRecord(
+        artist=row[0],
+        name=row[1],
+        url=row[2],
+        feed_url=row[3],
+        hub_url=row[4],
+        mirror=bool(row[5]),
+        followed_at=row[6],
+        sequence=row[7],
+        feed_cid=row[8],
+        etag=row[9],
+        updated=row[10],
+        expires=row[11],
+        accepted_at=row[12],
+        track_count=row[13],
+        checked_at=row[14],
+        synced_at=row[15],
+        last_error=row[16],
+        error_at=row[17],
+        failures=row[18],
+    )
+
+
+def _followed_track(row: Sequence[Any]) -> FollowedTrack:
+    return FollowedTrack(
+        artist=row[0],
+        id=row[1],
+        revision=row[2],
+        title=row[3],
+        published=row[4],
+        audio_cid=row[5],
+        cover_cid=row[6],
+        manifest=json.loads(row[7]),
+    )
 
 
 class Catalog:
@@ -152,8 +376,9 @@ class Catalog:
             return [_feed(row) for row in await cursor.fetchall()]
 
     async def referenced_cids(self) -> set[str]:
-        """Every CID the catalog still needs: current audio and covers, and feed snapshots."""
-        cids: set[str] = set()
+        """Every CID the catalog still needs: current audio and covers, feed snapshots, and
+        the content of followed artists this node mirrors."""
+        cids: set[str] = await self.mirrored_cids()
         sql = "SELECT audio_cid, cover_cid FROM tracks WHERE withdrawn_at IS NULL"
         async with self._db.execute(sql) as cursor:
             for audio, cover in await cursor.fetchall():
@@ -181,6 +406,89 @@ class Catalog:
             raise
         else:
             await self._db.commit()
+
+    # --- follows (node/federation) ----------------------------------------------------------
+
+    async def follows(self) -> list[FollowRecord]:
+        """Every followed artist, by name."""
+        async with self._db.execute(_FOLLOW_SELECT + " ORDER BY f.name, f.artist") as cursor:
+            return [_follow(row) for row in await cursor.fetchall()]
+
+    async def follow(self, artist: str) -> FollowRecord | None:
+        async with self._db.execute(_FOLLOW_SELECT + " WHERE f.artist = ?", (artist,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else _follow(row)
+
+    async def followed_feed(self, artist: str) -> FollowedFeed | None:
+        """The exact bytes of the feed last accepted from `artist`, if any was."""
+        sql = "SELECT artist, sequence, feed, feed_cid, etag FROM follows WHERE artist = ?"
+        async with self._db.execute(sql + " AND feed IS NOT NULL", (artist,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else FollowedFeed(row[0], row[1], bytes(row[2]), row[3], row[4])
+
+    async def followed_tracks(
+        self, artist: str | None = None, *, limit: int | None = None
+    ) -> list[FollowedTrack]:
+        """Followed artists' current tracks (or one artist's), newest first."""
+        params: list[Any] = []
+        sql = f"SELECT {_FOLLOWED_TRACK_COLUMNS} FROM follow_tracks"
+        if artist is not None:
+            sql += " WHERE artist = ?"
+            params.append(artist)
+        sql += " ORDER BY published DESC, artist, position"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        async with self._db.execute(sql, params) as cursor:
+            return [_followed_track(row) for row in await cursor.fetchall()]
+
+    async def mirrored_cids(self) -> set[str]:
+        """Every CID of the current tracks of artists this node mirrors."""
+        sql = (
+            "SELECT t.audio_cid, t.cover_cid FROM follow_tracks t"
+            " JOIN follows f ON f.artist = t.artist WHERE f.mirror = 1"
+        )
+        cids: set[str] = set()
+        async with self._db.execute(sql) as cursor:
+            for audio, cover in await cursor.fetchall():
+                cids.add(audio)
+                if cover:
+                    cids.add(cover)
+        return cids
+
+    async def followed_media_type(self, cid: str) -> str | None:
+        """The media type a followed artist's manifest gives the audio with this CID."""
+        sql = "SELECT manifest FROM follow_tracks WHERE audio_cid = ? LIMIT 1"
+        async with self._db.execute(sql, (cid,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        media_type = (json.loads(row[0]).get("audio") or {}).get("mediaType")
+        return media_type if isinstance(media_type, str) else None
+
+    async def known_mirrors(self, artist: str) -> list[str]:
+        """Base URLs of other nodes known to mirror `artist`."""
+        sql = "SELECT DISTINCT url FROM known_mirrors WHERE artist = ? ORDER BY seen_at DESC, url"
+        async with self._db.execute(sql, (artist,)) as cursor:
+            return [row[0] for row in await cursor.fetchall()]
+
+    async def websub_subscription(self, callback_id: str) -> WebSubSubscription | None:
+        sql = f"SELECT {_SUBSCRIPTION_COLUMNS} FROM websub_subscriptions WHERE callback_id = ?"
+        async with self._db.execute(sql, (callback_id,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else WebSubSubscription(*row)
+
+    async def websub_subscriptions(self, artist: str | None = None) -> list[WebSubSubscription]:
+        where, params = ("WHERE artist = ?", (artist,)) if artist is not None else ("", ())
+        sql = f"SELECT {_SUBSCRIPTION_COLUMNS} FROM websub_subscriptions {where}"
+        async with self._db.execute(sql + " ORDER BY requested_at", params) as cursor:
+            return [WebSubSubscription(*row) for row in await cursor.fetchall()]
+
+    async def hub_subscribers(self, topic: str | None = None) -> list[HubSubscriber]:
+        where, params = ("WHERE topic = ?", (topic,)) if topic is not None else ("", ())
+        sql = f"SELECT {_SUBSCRIBER_COLUMNS} FROM websub_subscribers {where}"
+        async with self._db.execute(sql + " ORDER BY subscribed_at, callback", params) as cursor:
+            return [HubSubscriber(*row) for row in await cursor.fetchall()]
 
 
 class CatalogWrite:
@@ -236,6 +544,163 @@ class CatalogWrite:
         await self._db.execute(
             "INSERT INTO feeds (sequence, cid, previous, updated, expires) VALUES (?, ?, ?, ?, ?)",
             (feed.sequence, feed.cid, feed.previous, feed.updated, feed.expires),
+        )
+
+    # --- follows (node/federation) ----------------------------------------------------------
+
+    async def follow(self, artist: str) -> FollowRecord | None:
+        return await Catalog(self._db).follow(artist)
+
+    async def followed_feed(self, artist: str) -> FollowedFeed | None:
+        return await Catalog(self._db).followed_feed(artist)
+
+    async def followed_tracks(self, artist: str) -> list[FollowedTrack]:
+        return await Catalog(self._db).followed_tracks(artist)
+
+    async def add_follow(
+        self,
+        *,
+        artist: str,
+        name: str,
+        url: str,
+        feed_url: str,
+        hub_url: str | None,
+        mirror: bool,
+        followed_at: str,
+    ) -> None:
+        """Follow `artist`, or update where it is followed from; an accepted feed is kept."""
+        await self._db.execute(
+            "INSERT INTO follows (artist, name, url, feed_url, hub_url, mirror, followed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(artist) DO UPDATE SET name = excluded.name,"
+            " url = excluded.url, feed_url = excluded.feed_url, hub_url = excluded.hub_url,"
+            " mirror = excluded.mirror",
+            (artist, name, url, feed_url, hub_url, int(mirror), followed_at),
+        )
+
+    async def set_mirror(self, artist: str, mirror: bool) -> None:
+        await self._db.execute(
+            "UPDATE follows SET mirror = ? WHERE artist = ?", (int(mirror), artist)
+        )
+
+    async def remove_follow(self, artist: str) -> None:
+        """Forget `artist`: its accepted feed, tracks, status and what its node told us."""
+        await self._db.execute("DELETE FROM follows WHERE artist = ?", (artist,))
+        await self._db.execute("DELETE FROM known_mirrors WHERE via = ?", (artist,))
+
+    async def accept_feed(
+        self,
+        artist: str,
+        *,
+        sequence: int,
+        body: bytes,
+        cid: str,
+        etag: str | None,
+        updated: str,
+        expires: str,
+        accepted_at: str,
+        name: str,
+        tracks: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Replace the feed accepted from `artist` and all its tracks with this one's."""
+        await self._db.execute(
+            "UPDATE follows SET sequence = ?, feed = ?, feed_cid = ?, etag = ?, updated = ?,"
+            " expires = ?, accepted_at = ?, name = ? WHERE artist = ?",
+            (sequence, body, cid, etag, updated, expires, accepted_at, name, artist),
+        )
+        await self._db.execute("DELETE FROM follow_tracks WHERE artist = ?", (artist,))
+        await self._db.executemany(
+            "INSERT INTO follow_tracks (artist, id, position, revision, title, published,"
+            " audio_cid, cover_cid, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    artist,
+                    manifest["id"],
+                    position,
+                    manifest["revision"],
+                    manifest["title"],
+                    manifest["published"],
+                    manifest["audio"]["cid"],
+                    (manifest.get("cover") or {}).get("cid"),
+                    json.dumps(manifest, ensure_ascii=False, separators=(",", ":")),
+                )
+                for position, manifest in enumerate(tracks)
+            ],
+        )
+
+    async def set_follow_etag(self, artist: str, etag: str | None) -> None:
+        await self._db.execute("UPDATE follows SET etag = ? WHERE artist = ?", (etag, artist))
+
+    async def record_sync_status(self, statuses: Sequence[SyncStatus]) -> None:
+        """Record how sync attempts went; a failure counts up, a success resets the count."""
+        await self._db.executemany(
+            "INSERT INTO follow_status (artist, checked_at, synced_at, last_error, error_at,"
+            " failures) SELECT ?1, ?2, CASE WHEN ?3 IS NULL THEN ?2 END, ?3,"
+            " CASE WHEN ?3 IS NOT NULL THEN ?2 END, CASE WHEN ?3 IS NULL THEN 0 ELSE 1 END"
+            " WHERE EXISTS (SELECT 1 FROM follows WHERE artist = ?1)"
+            " ON CONFLICT(artist) DO UPDATE SET checked_at = excluded.checked_at,"
+            " synced_at = COALESCE(excluded.synced_at, synced_at),"
+            " last_error = excluded.last_error, error_at = COALESCE(excluded.error_at, error_at),"
+            " failures = CASE WHEN excluded.last_error IS NULL THEN 0 ELSE failures + 1 END",
+            [(s.artist, s.checked_at, s.error) for s in statuses],
+        )
+
+    async def set_known_mirrors(
+        self, via: str, mirrors: Sequence[tuple[str, str]], at: str
+    ) -> None:
+        """Replace what `via`'s node says it mirrors: (artist, base URL of the mirror) pairs."""
+        await self._db.execute("DELETE FROM known_mirrors WHERE via = ?", (via,))
+        await self._db.executemany(
+            "INSERT OR IGNORE INTO known_mirrors (artist, url, via, seen_at) VALUES (?, ?, ?, ?)",
+            [(artist, url, via, at) for artist, url in mirrors],
+        )
+
+    async def put_websub_subscription(self, subscription: WebSubSubscription) -> None:
+        await self._db.execute(
+            f"INSERT OR REPLACE INTO websub_subscriptions ({_SUBSCRIPTION_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            astuple(subscription),
+        )
+
+    async def remove_websub_subscription(self, callback_id: str) -> None:
+        await self._db.execute(
+            "DELETE FROM websub_subscriptions WHERE callback_id = ?", (callback_id,)
+        )
+
+    async def put_hub_subscriber(self, subscriber: HubSubscriber) -> None:
+        """Add a verified subscription, or renew it (its delivery state is kept)."""
+        await self._db.execute(
+            f"INSERT INTO websub_subscribers ({_SUBSCRIBER_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(topic, callback) DO UPDATE SET"
+            " secret = excluded.secret, lease_seconds = excluded.lease_seconds,"
+            " expires_at = excluded.expires_at",
+            astuple(subscriber),
+        )
+
+    async def remove_hub_subscriber(self, topic: str, callback: str) -> None:
+        await self._db.execute(
+            "DELETE FROM websub_subscribers WHERE topic = ? AND callback = ?", (topic, callback)
+        )
+
+    async def remove_expired_hub_subscribers(self, now: float) -> int:
+        cursor = await self._db.execute(
+            "DELETE FROM websub_subscribers WHERE expires_at <= ?", (now,)
+        )
+        return cursor.rowcount
+
+    async def record_delivery(
+        self,
+        topic: str,
+        callback: str,
+        *,
+        delivered_sequence: int,
+        attempts: int,
+        next_attempt_at: float,
+        error: str | None,
+    ) -> None:
+        await self._db.execute(
+            "UPDATE websub_subscribers SET delivered_sequence = ?, attempts = ?,"
+            " next_attempt_at = ?, last_error = ? WHERE topic = ? AND callback = ?",
+            (delivered_sequence, attempts, next_attempt_at, error, topic, callback),
         )
 
 

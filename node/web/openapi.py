@@ -173,6 +173,54 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+_SCHEMAS["Timeline"] = {  # GET /api/timeline, served by node/web/federation.py
+    "type": "object",
+    "required": ["tracks", "following"],
+    "properties": {
+        "tracks": {
+            "type": "array",
+            "description": "Followed artists' current tracks, newest first.",
+            "items": {
+                "type": "object",
+                "required": ["artist", "id", "title", "published", "audio", "mirrored", "manifest"],
+                "properties": {
+                    "artist": {"type": "string", "description": "The artist's did:key."},
+                    "artistName": {"type": "string"},
+                    "id": {"type": "string"},
+                    "title": {"type": "string"},
+                    "published": {"type": "string", "format": "date-time"},
+                    "audio": {
+                        "type": "string",
+                        "format": "uri",
+                        "description": "Here when mirrored here, else at the artist's node.",
+                    },
+                    "cover": {"type": ["string", "null"], "format": "uri"},
+                    "mirrored": {"type": "boolean"},
+                    "stale": {"type": "boolean", "description": "The feed is past its expiry."},
+                    "manifest": _ref("Manifest"),
+                },
+            },
+        },
+        "following": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["did", "name", "url", "sequence", "tracks", "mirror"],
+                "properties": {
+                    "did": {"type": "string"},
+                    "name": {"type": "string"},
+                    "url": {"type": "string", "format": "uri"},
+                    "sequence": {"type": ["integer", "null"]},
+                    "tracks": {"type": "integer"},
+                    "mirror": {"type": "boolean"},
+                    "lastSync": {"type": ["string", "null"], "format": "date-time"},
+                    "lastError": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+}
+
 _PATHS: dict[str, Any] = {
     "/api/openapi.json": {
         "get": {
@@ -225,6 +273,25 @@ _PATHS: dict[str, Any] = {
                 "415": _error("Not multipart/form-data, or a file is not supported audio."),
             },
         },
+    },
+    "/api/timeline": {
+        "get": {
+            "operationId": "getTimeline",
+            "summary": "Tracks of the artists this node follows, newest first, and the follows.",
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+                }
+            ],
+            "responses": {
+                "200": _json(_ref("Timeline"), "The timeline."),
+                "400": _error("limit is not a whole number from 1 to 500."),
+                "401": _UNAUTHORIZED,
+            },
+        }
     },
     "/api/tracks/{id}": {
         "parameters": [_TRACK_ID],

@@ -1,0 +1,479 @@
+"""Following artists: follow, unfollow, and sync — verify a feed and accept it, all or nothing.
+
+A feed is accepted only as PROTOCOL §6 says (`node.feed.verify_feed`) and only if every track it
+lists can be stored (ids, titles, CIDs of the right types, no track twice). An accepted feed
+replaces the stored one — its exact bytes and its tracks — in one transaction; a rejected one
+changes nothing but the sync status, which records why. For a mirrored artist, content the new
+feed no longer lists is removed from the store and content it adds is fetched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from node.catalog import FollowedFeed, FollowRecord, SyncStatus
+from node.cid import CID, UnixFSImporter
+from node.datadir import open_node
+from node.errors import FederationError, InvalidCID, UsageError, VerificationError
+from node.federation.context import Federation, now_text
+from node.federation.discovery import fetch_node_document, node_urls
+from node.federation.http import OutboundClient
+from node.federation.mirror import Mirror, ProgressCallback
+from node.federation.subscriber import Subscriber
+from node.feed import FollowState, parse_json, parse_timestamp, verify_feed
+
+log = logging.getLogger(__name__)
+
+ACCEPTED, UNCHANGED, REJECTED = "accepted", "unchanged", "rejected"
+MAX_MIRRORS_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """What one sync of one followed artist did."""
+
+    artist: str
+    name: str
+    verdict: str
+    sequence: int | None
+    reason: str | None = None
+    source: str | None = None
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    mirror_errors: tuple[str, ...] = ()
+    checked_at: str = field(default_factory=now_text)
+
+    @property
+    def error(self) -> str | None:
+        """The line the sync status records: why the feed was rejected, or what failed."""
+        if self.verdict == REJECTED:
+            return self.reason
+        if self.mirror_errors:
+            return f"mirror: could not fetch {len(self.mirror_errors)} file(s): " + "; ".join(
+                self.mirror_errors
+            )
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "artist": self.artist,
+            "name": self.name,
+            "verdict": self.verdict,
+            "sequence": self.sequence,
+            "reason": self.reason,
+            "source": self.source,
+            "added": list(self.added),
+            "removed": list(self.removed),
+            "mirrorErrors": list(self.mirror_errors),
+            "checkedAt": self.checked_at,
+        }
+
+
+@dataclass(frozen=True)
+class FollowOutcome:
+    """What `follow` did: the follow as recorded, its first sync, and the WebSub subscription."""
+
+    follow: FollowRecord
+    sync: SyncOutcome
+    subscription_error: str | None
+
+
+def follow_json(follow: FollowRecord, now: datetime | None = None) -> dict[str, Any]:
+    """A followed artist as `stave following --json` and the API show it."""
+    moment = now or datetime.now(UTC)
+    stale = follow.expires is not None and parse_timestamp(follow.expires, "expires") <= moment
+    return {
+        "did": follow.artist,
+        "name": follow.name,
+        "url": follow.url,
+        "feed": follow.feed_url,
+        "hub": follow.hub_url,
+        "sequence": follow.sequence,
+        "tracks": follow.track_count,
+        "mirror": follow.mirror,
+        "followedAt": follow.followed_at,
+        "lastSync": follow.synced_at,
+        "lastChecked": follow.checked_at,
+        "lastError": follow.last_error,
+        "expires": follow.expires,
+        "stale": stale,
+    }
+
+
+def check_tracks(feed: dict[str, Any]) -> None:
+    """Raise why the verified feed's tracks cannot be stored as they are; else return.
+
+    verify_feed checks signatures and presence; this checks the types the catalog and the
+    gateway rely on, so that a signed but malformed feed is rejected whole, never half-stored.
+    """
+    if not isinstance(feed.get("name"), str):
+        raise VerificationError("feed name is not a string")
+    seen: set[str] = set()
+    for manifest in feed["tracks"]:
+        label = f"track {manifest.get('id')!r}"
+        for key in ("id", "title", "published"):
+            if not isinstance(manifest.get(key), str):
+                raise VerificationError(f"{label}: {key} is not a string")
+        revision = manifest.get("revision")
+        if not isinstance(revision, int) or isinstance(revision, bool):
+            raise VerificationError(f"{label}: revision is not an integer")
+        if manifest["id"] in seen:
+            raise VerificationError(f"{label}: listed twice in the feed")
+        seen.add(manifest["id"])
+        refs = [("audio", manifest["audio"])]
+        if manifest.get("cover") is not None:
+            refs.append(("cover", manifest["cover"]))
+        for what, ref in refs:
+            if not isinstance(ref, dict) or not isinstance(ref.get("cid"), str):
+                raise VerificationError(f"{label}: {what} has no CID")
+            try:
+                CID.parse(ref["cid"])
+            except InvalidCID as e:
+                raise VerificationError(f"{label}: {what} CID is not valid ({e})") from e
+
+
+def _verify(body: bytes, state: FollowState, max_bytes: int, now: datetime) -> dict[str, Any]:
+    feed = verify_feed(body, state, max_bytes=max_bytes, now=now)
+    check_tracks(feed)
+    return feed
+
+
+def _etag(headers: Any) -> str | None:
+    value = headers.get("ETag")
+    return value if isinstance(value, str) and value.startswith(('"', 'W/"')) else None
+
+
+class FollowService:
+    """The follow use cases of one node: follow, unfollow, mirror on or off, sync."""
+
+    def __init__(
+        self,
+        federation: Federation,
+        *,
+        subscriber: Subscriber | None = None,
+        mirror: Mirror | None = None,
+    ) -> None:
+        self.federation = federation
+        self.subscriber = subscriber or Subscriber(federation)
+        self.mirror = mirror or Mirror(federation)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # --- follow, unfollow, mirror ---------------------------------------------------------------
+
+    async def follow(
+        self, url: str, *, mirror: bool = False, progress: ProgressCallback | None = None
+    ) -> FollowOutcome:
+        """Follow the node at `url`: record its artist's did (every later feed must be signed
+        by that key), subscribe to its hub, and sync once. Following again updates the URLs
+        and the mirror choice and keeps what was accepted."""
+        catalog = self.federation.catalog
+        document = await fetch_node_document(self.federation.client, url)
+        if document.artist == self.federation.node.identity.did:
+            raise UsageError(f"{url}: that is this node's own artist")
+        existing = await catalog.follow(document.artist)
+        limit = self.federation.node.config["federation.max_follows"]
+        if existing is None and len(await catalog.follows()) >= limit:
+            raise UsageError(f"{url}: already following {limit} artists (federation.max_follows)")
+        async with self.federation.transaction() as tx:
+            await tx.add_follow(
+                artist=document.artist,
+                name=document.name,
+                url=document.base_url,
+                feed_url=document.feed_url,
+                hub_url=document.hub_url,
+                mirror=mirror,
+                followed_at=existing.followed_at if existing else now_text(),
+            )
+        follow = await self._require(document.artist)
+        await self.learn_mirrors(follow)
+        subscription_error = None
+        try:
+            await self.subscriber.subscribe(follow)
+        except FederationError as e:
+            subscription_error = str(e)
+        outcome = await self.sync(follow.artist, progress=progress)
+        if existing is not None and existing.mirror and not mirror:
+            await self._drop_content(follow.artist)
+        return FollowOutcome(await self._require(follow.artist), outcome, subscription_error)
+
+    async def set_mirror(
+        self, artist: str, mirror: bool, progress: ProgressCallback | None = None
+    ) -> list[str]:
+        """Turn mirroring of a followed artist on (fetching its content now) or off (removing it).
+
+        Returns one line per file that could not be fetched.
+        """
+        follow = await self._require(artist)
+        async with self.federation.transaction() as tx:
+            await tx.set_mirror(artist, mirror)
+        if not mirror:
+            await self._drop_content(artist)
+            return []
+        tracks = await self.federation.catalog.followed_tracks(artist)
+        return await self.mirror.fetch(replace(follow, mirror=True), tracks, progress)
+
+    async def unfollow(self, did_or_url: str) -> FollowRecord:
+        """Stop following an artist (by did or node URL): unsubscribe, forget, remove content."""
+        follow = await self.find(did_or_url)
+        await self.subscriber.unsubscribe(follow.artist)
+        tracks = await self.federation.catalog.followed_tracks(follow.artist)
+        async with self.federation.transaction() as tx:
+            await tx.remove_follow(follow.artist)
+        if follow.mirror:
+            cids = [c for t in tracks for c in (t.audio_cid, t.cover_cid) if c]
+            await self.mirror.remove_unreferenced(cids)
+        return follow
+
+    async def find(self, did_or_url: str) -> FollowRecord:
+        """A followed artist by did, or by its node's base, feed or well-known URL."""
+        follows = await self.federation.catalog.follows()
+        for follow in follows:
+            if follow.artist == did_or_url:
+                return follow
+        if "://" in did_or_url:
+            base, _ = node_urls(did_or_url)
+            for follow in follows:
+                if base in (follow.url, node_urls(follow.feed_url)[0]):
+                    return follow
+        raise UsageError(f"{did_or_url}: not a followed artist (see `stave following`)")
+
+    async def _require(self, artist: str) -> FollowRecord:
+        follow = await self.federation.catalog.follow(artist)
+        if follow is None:
+            raise UsageError(f"{artist}: not a followed artist")
+        return follow
+
+    async def _drop_content(self, artist: str) -> None:
+        tracks = await self.federation.catalog.followed_tracks(artist)
+        await self.mirror.remove_unreferenced(
+            [c for t in tracks for c in (t.audio_cid, t.cover_cid) if c]
+        )
+
+    async def learn_mirrors(self, follow: FollowRecord) -> None:
+        """Record which artists `follow`'s node mirrors (its `GET /mirrors`), best effort."""
+        url = follow.url + "mirrors"
+        try:
+            answer = await self.federation.client.get(url, max_bytes=MAX_MIRRORS_BYTES)
+            listing = parse_json(answer.body, "mirror list") if answer.status == 200 else []
+        except (FederationError, VerificationError) as e:
+            log.info("mirrors of %s: %s", follow.url, e)
+            return
+        if not isinstance(listing, list):
+            return
+        mirrored = [
+            (entry["artist"], follow.url)
+            for entry in listing
+            if isinstance(entry, dict) and isinstance(entry.get("artist"), str)
+            if entry["artist"] != follow.artist
+        ]
+        async with self.federation.transaction() as tx:
+            await tx.set_known_mirrors(follow.artist, mirrored, now_text())
+
+    # --- sync -----------------------------------------------------------------------------------
+
+    async def sync_all(self) -> list[SyncOutcome]:
+        """One sync round of every followed artist; statuses are recorded together at the end."""
+        follows = await self.federation.catalog.follows()
+        outcomes = await asyncio.gather(
+            *(self.sync(f.artist, follow=f, record=False) for f in follows)
+        )
+        await self.record(outcomes)
+        return list(outcomes)
+
+    async def record(self, outcomes: Sequence[SyncOutcome]) -> None:
+        """Record how syncs went (the status `stave following` shows), in one transaction."""
+        if outcomes:
+            async with self.federation.transaction() as tx:
+                await tx.record_sync_status(
+                    [SyncStatus(o.artist, o.checked_at, o.error) for o in outcomes]
+                )
+
+    async def sync(
+        self,
+        artist: str,
+        *,
+        pushed: bytes | None = None,
+        follow: FollowRecord | None = None,
+        progress: ProgressCallback | None = None,
+        record: bool = True,
+    ) -> SyncOutcome:
+        """Sync one followed artist: pull its feed (conditional GET), or take a pushed one,
+        verify it, and accept it or reject it whole. Never raises for a bad feed or an
+        unreachable node: the outcome says why."""
+        lock = self._locks.setdefault(artist, asyncio.Lock())
+        async with lock:
+            current = follow or await self._require(artist)
+            try:
+                outcome = await self._sync(current, pushed, progress)
+            except (FederationError, VerificationError) as e:
+                outcome = SyncOutcome(artist, current.name, REJECTED, current.sequence, str(e))
+        if record:
+            await self.record([outcome])
+        return outcome
+
+    async def _sync(
+        self, follow: FollowRecord, pushed: bytes | None, progress: ProgressCallback | None
+    ) -> SyncOutcome:
+        if pushed is not None:
+            return await self._take(follow, pushed, None, "push", progress)
+        headers = {"Accept": "application/json"}
+        if follow.etag and follow.sequence is not None:
+            headers["If-None-Match"] = follow.etag
+        try:
+            answer = await self.federation.client.get(
+                follow.feed_url, max_bytes=self.federation.max_feed_bytes, headers=headers
+            )
+        except FederationError:
+            fallback = await self._from_mirrors(follow, progress)
+            if fallback is None:
+                raise
+            return fallback
+        if answer.status == 304 and follow.sequence is not None:
+            return await self._unchanged(follow, progress, "origin")
+        if answer.status != 200:
+            raise FederationError(f"{follow.feed_url}: HTTP {answer.status}")
+        return await self._take(follow, answer.body, _etag(answer.headers), "origin", progress)
+
+    async def _from_mirrors(
+        self, follow: FollowRecord, progress: ProgressCallback | None
+    ) -> SyncOutcome | None:
+        """When the artist's node is unreachable: the feed as a known mirror re-serves it."""
+        for base in await self.mirror.sources(follow):
+            if base == follow.url:
+                continue
+            url = f"{base}mirrors/{follow.artist}/feed.json"
+            try:
+                answer = await self.federation.client.get(
+                    url, max_bytes=self.federation.max_feed_bytes
+                )
+                if answer.status != 200:
+                    continue
+                return await self._take(follow, answer.body, follow.etag, url, progress)
+            except (FederationError, VerificationError) as e:
+                log.info("feed of %s from mirror %s: %s", follow.artist, base, e)
+        return None
+
+    async def _unchanged(
+        self, follow: FollowRecord, progress: ProgressCallback | None, source: str
+    ) -> SyncOutcome:
+        errors: list[str] = []
+        if follow.mirror:
+            tracks = await self.federation.catalog.followed_tracks(follow.artist)
+            if self.mirror.missing(tracks):
+                errors = await self.mirror.fetch(follow, tracks, progress)
+        return SyncOutcome(
+            follow.artist,
+            follow.name,
+            UNCHANGED,
+            follow.sequence,
+            source=source,
+            mirror_errors=tuple(errors),
+        )
+
+    async def _take(
+        self,
+        follow: FollowRecord,
+        body: bytes,
+        etag: str | None,
+        source: str,
+        progress: ProgressCallback | None,
+    ) -> SyncOutcome:
+        """Verify `body` against what was accepted before and accept it, or raise why not."""
+        catalog = self.federation.catalog
+        stored = await catalog.followed_feed(follow.artist)
+        now = datetime.now(UTC)
+        max_bytes = self.federation.max_feed_bytes
+        feed = await asyncio.to_thread(_verify, body, _state(follow.artist, stored), max_bytes, now)
+        if stored is not None and body == stored.body:
+            if etag is not None and etag != stored.etag:
+                async with self.federation.transaction() as tx:
+                    await tx.set_follow_etag(follow.artist, etag)
+            return await self._unchanged(follow, progress, source)
+        async with self.federation.transaction() as tx:
+            latest = await tx.followed_feed(follow.artist)
+            if await tx.follow(follow.artist) is None:
+                raise FederationError(f"{follow.artist}: no longer followed")
+            if latest != stored:  # another process accepted a feed meanwhile
+                feed = _verify(body, _state(follow.artist, latest), max_bytes, now)
+            before = await tx.followed_tracks(follow.artist)
+            await tx.accept_feed(
+                follow.artist,
+                sequence=feed["sequence"],
+                body=body,
+                cid=cid_of_bytes(body),
+                etag=etag,
+                updated=feed["updated"],
+                expires=feed["expires"],
+                accepted_at=now_text(),
+                name=feed["name"],
+                tracks=feed["tracks"],
+            )
+        old = {(t.id, t.revision) for t in before}
+        new = {(t["id"], t["revision"]) for t in feed["tracks"]}
+        now_ids = {t["id"] for t in feed["tracks"]}
+        added = tuple(sorted(i for i, r in new - old))
+        removed = tuple(sorted({t.id for t in before} - now_ids))
+        errors: list[str] = []
+        if follow.mirror:
+            kept = {c for t in feed["tracks"] for c in _cids_of(t)}
+            gone = [c for t in before for c in (t.audio_cid, t.cover_cid) if c and c not in kept]
+            await self.mirror.remove_unreferenced(gone)
+            tracks = await catalog.followed_tracks(follow.artist)
+            errors = await self.mirror.fetch(follow, tracks, progress)
+        log.info(
+            "accepted feed %d of %s from %s (+%d -%d)",
+            feed["sequence"],
+            follow.artist,
+            source,
+            len(added),
+            len(removed),
+        )
+        return SyncOutcome(
+            follow.artist,
+            feed["name"],
+            ACCEPTED,
+            feed["sequence"],
+            source=source,
+            added=added,
+            removed=removed,
+            mirror_errors=tuple(errors),
+        )
+
+
+def _state(artist: str, stored: FollowedFeed | None) -> FollowState:
+    if stored is None:
+        return FollowState(artist=artist)
+    return FollowState(artist=artist, sequence=stored.sequence, feed_bytes=stored.body)
+
+
+def _cids_of(manifest: dict[str, Any]) -> list[str]:
+    cids = [manifest["audio"]["cid"]]
+    if manifest.get("cover"):
+        cids.append(manifest["cover"]["cid"])
+    return cids
+
+
+def cid_of_bytes(body: bytes) -> str:
+    """The CID of a document's exact bytes (PROTOCOL §3)."""
+    importer = UnixFSImporter()
+    importer.update(body)
+    return str(importer.finish().root)
+
+
+@asynccontextmanager
+async def open_follows(root: Path) -> AsyncIterator[FollowService]:
+    """The follow service of the node in data directory `root`, for one command."""
+    async with open_node(root) as node:
+        allow_private = node.config["federation.allow_private_addresses"]
+        try:
+            async with OutboundClient(allow_private=allow_private) as client:
+                yield FollowService(Federation(node, node.catalog, client))
+        finally:
+            node.store.close()

@@ -1,0 +1,234 @@
+"""The background work of a running node: sync followed feeds, keep subscriptions, deliver.
+
+- Push first: a signed WebSub delivery triggers a sync of that artist at once.
+- Pull as the fallback: each followed feed is fetched with a conditional GET every
+  `federation.poll_interval_seconds` (±10 %), and after a failure with exponential backoff and
+  jitter; the guarded client limits requests in flight per host.
+- Subscriptions are renewed before their lease runs out; an unconfirmed request is repeated.
+- As the hub of its own feed, the node notices every new feed (the catalog's latest sequence,
+  whichever process published it) and delivers it to its subscribers, retrying failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from node.catalog import FollowRecord
+from node.errors import StaveError, UsageError
+from node.federation.context import Federation
+from node.federation.follows import FollowService, SyncOutcome
+from node.federation.hub import Hub, SubscriptionRequest
+from node.federation.subscriber import Subscriber
+from node.feed import parse_timestamp
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.5
+FOLLOWS_REFRESH_SECONDS = 5.0
+SUBSCRIPTIONS_SECONDS = 60.0
+MIRRORS_REFRESH_SECONDS = 24 * 3600.0
+BACKOFF_MAX_SECONDS = 6 * 3600.0
+MAX_SYNCS_IN_FLIGHT = 32
+
+
+def backoff_delay(failures: int, interval: float) -> float:
+    """Seconds before the next poll after `failures` failures in a row: exponential from
+    min(interval, 60 s), capped at max(interval, 6 h), with jitter over its upper half."""
+    base = min(interval, 60.0)
+    delay = min(max(interval, BACKOFF_MAX_SECONDS), base * 2 ** max(0, failures - 1))
+    return random.uniform(delay / 2, delay)
+
+
+def poll_delay(interval: float) -> float:
+    """Seconds before the next poll after a success: the interval ±10 %."""
+    return random.uniform(interval * 0.9, interval * 1.1)
+
+
+def _epoch(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_timestamp(text, "time").timestamp()
+    except StaveError:
+        return None
+
+
+class FederationRuntime:
+    """Runs a node's federation in the background; `start()`, then `close()`."""
+
+    def __init__(self, federation: Federation, *, tick: float = TICK_SECONDS) -> None:
+        self.federation = federation
+        self.subscriber = Subscriber(federation)
+        self.follows = FollowService(federation, subscriber=self.subscriber)
+        self.hub = Hub(federation)
+        self.tick = tick
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._next_poll: dict[str, float] = {}
+        self._mirrors_learned: dict[str, float] = {}
+        self._syncing: set[str] = set()
+        self._in_flight = asyncio.Semaphore(MAX_SYNCS_IN_FLIGHT)
+        self._wake = asyncio.Event()
+
+    @property
+    def interval(self) -> float:
+        seconds: int = self.federation.node.config["federation.poll_interval_seconds"]
+        return float(seconds)
+
+    def start(self) -> None:
+        self.spawn(self._poll_loop(), "polling")
+        self.spawn(self._hub_loop(), "hub deliveries")
+        self.spawn(self._subscription_loop(), "subscriptions")
+
+    async def close(self) -> None:
+        """Cancel every background task and wait for them to end."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def spawn(self, work: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
+        """Run `work` in the background, logging (never raising) what makes it fail."""
+
+        async def guarded() -> Any:
+            try:
+                return await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the outermost handler of a background task: log, keep running
+                log.exception("federation: %s failed", what)
+                return None
+
+        task = asyncio.get_running_loop().create_task(guarded(), name=f"federation: {what}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- push -----------------------------------------------------------------------------------
+
+    def pushed(self, artist: str, body: bytes) -> asyncio.Task[Any]:
+        """A signed delivery arrived for `artist`: verify and take it in the background."""
+        return self.spawn(self._sync_pushed(artist, body), f"delivery for {artist}")
+
+    async def _sync_pushed(self, artist: str, body: bytes) -> SyncOutcome | None:
+        try:
+            outcome = await self.follows.sync(artist, pushed=body)
+        except UsageError:  # unfollowed since the delivery arrived
+            return None
+        self._next_poll[artist] = time.monotonic() + poll_delay(self.interval)
+        return outcome
+
+    def verify_intent(self, request: SubscriptionRequest) -> asyncio.Task[Any]:
+        """A subscription request was accepted (202): verify its intent in the background."""
+        return self.spawn(self.hub.verify_intent(request), f"intent of {request.callback}")
+
+    def wake(self) -> None:
+        """Look at the follows again now (after a follow added by this process, say)."""
+        self._wake.set()
+
+    # --- pull -----------------------------------------------------------------------------------
+
+    def _first_poll(self, follow: FollowRecord, now: float) -> float:
+        """When to poll a follow first: one interval after its last sync, or soon when it has
+        never synced or failed last time (spread out so a restart does not poll all at once)."""
+        soon = now + random.uniform(0, min(self.interval, 10.0))
+        if follow.failures:
+            last = _epoch(follow.checked_at) or time.time()
+            return now + max(
+                0.0, last + backoff_delay(follow.failures, self.interval) - time.time()
+            )
+        synced = _epoch(follow.synced_at)
+        if synced is None:
+            return soon
+        return max(soon, now + synced + self.interval - time.time())
+
+    async def _poll_loop(self) -> None:
+        refreshed = -FOLLOWS_REFRESH_SECONDS
+        follows: list[FollowRecord] = []
+        while True:
+            now = time.monotonic()
+            if now - refreshed >= FOLLOWS_REFRESH_SECONDS or self._wake.is_set():
+                self._wake.clear()
+                follows = await self.federation.catalog.follows()
+                refreshed = now
+                known = {f.artist for f in follows}
+                for artist in list(self._next_poll):
+                    if artist not in known:
+                        del self._next_poll[artist]
+                for follow in follows:
+                    if follow.artist not in self._next_poll:
+                        self._next_poll[follow.artist] = self._first_poll(follow, now)
+            due = [
+                f
+                for f in follows
+                if f.artist not in self._syncing and self._next_poll.get(f.artist, now) <= now
+            ]
+            if due:
+                self._syncing.update(f.artist for f in due)
+                self.spawn(self._poll(due), f"poll of {len(due)} feed(s)")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick)
+
+    async def poll_now(self, follows: list[FollowRecord]) -> list[SyncOutcome]:
+        """Poll these follows now and record how it went (one status transaction)."""
+        self._syncing.update(f.artist for f in follows)
+        return await self._poll(follows)
+
+    async def _poll(self, follows: list[FollowRecord]) -> list[SyncOutcome]:
+        try:
+            outcomes = await asyncio.gather(*(self._poll_one(f) for f in follows))
+            await self.follows.record(outcomes)
+        finally:
+            self._syncing.difference_update(f.artist for f in follows)
+        for follow, outcome in zip(follows, outcomes, strict=True):
+            now = time.monotonic()
+            if outcome.verdict == "rejected":
+                failures = follow.failures + 1
+                self._next_poll[follow.artist] = now + backoff_delay(failures, self.interval)
+                log.info("sync of %s rejected: %s", follow.artist, outcome.reason)
+            else:
+                self._next_poll[follow.artist] = now + poll_delay(self.interval)
+        return list(outcomes)
+
+    async def _poll_one(self, follow: FollowRecord) -> SyncOutcome:
+        async with self._in_flight:
+            current = await self.federation.catalog.follow(follow.artist) or follow
+            outcome = await self.follows.sync(follow.artist, follow=current, record=False)
+            learned = self._mirrors_learned.get(follow.artist)
+            if outcome.verdict != "rejected" and (
+                learned is None or time.monotonic() - learned > MIRRORS_REFRESH_SECONDS
+            ):
+                self._mirrors_learned[follow.artist] = time.monotonic()
+                await self.follows.learn_mirrors(current)
+            return outcome
+
+    # --- subscriptions and the hub ------------------------------------------------------------
+
+    async def _subscription_loop(self) -> None:
+        await asyncio.sleep(min(1.0, self.tick * 2))
+        while True:
+            follows = await self.federation.catalog.follows()
+            for follow in await self.subscriber.due(follows):
+                try:
+                    await self.subscriber.subscribe(follow)
+                except StaveError as e:
+                    log.info("websub: subscribing to %s: %s", follow.hub_url, e)
+            await self.subscriber.forget_stale({f.artist for f in follows})
+            await asyncio.sleep(SUBSCRIPTIONS_SECONDS)
+
+    async def _hub_loop(self) -> None:
+        while True:
+            for delivery in await self.hub.deliver():
+                if delivery.error is not None:
+                    log.info(
+                        "websub: delivering feed %d to %s: %s",
+                        delivery.sequence,
+                        delivery.callback,
+                        delivery.error,
+                    )
+            await asyncio.sleep(self.tick)

@@ -1,0 +1,229 @@
+"""Shared parts of the federation tests: real nodes on 127.0.0.1, signed test feeds, and a dump
+of the follow tables. Every socket here is on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+import struct
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from node.catalog import FollowedTrack
+from node.datadir import Node, init_data_dir, open_node
+from node.federation.runtime import FederationRuntime
+from node.feed import build_feed, format_timestamp, serialize
+from node.identity import Identity
+from node.manifest import build_manifest, content_ref
+from node.publish import Publisher
+from node.settings import Config, render_config
+from node.signing import sign_document
+from node.terms import Terms
+from node.web.app import create_app
+from node.web.federation import FEDERATION
+from node.web.state import NODE, PUBLISHER
+
+FOLLOW_TABLES = ("follows", "follow_tracks", "known_mirrors", "websub_subscriptions")
+
+
+def loopback_socket() -> socket.socket:
+    """A TCP socket bound to a free port on 127.0.0.1, for a server to listen on."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def node_settings(port: int, name: str, **settings: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "node.name": name,
+        "node.url": f"http://127.0.0.1:{port}/",
+        "federation.allow_private_addresses": True,
+        # Polls so rare that only WebSub can explain a change within a test.
+        "federation.poll_interval_seconds": 3600,
+    }
+    values.update({key.replace("__", "."): value for key, value in settings.items()})
+    return values
+
+
+async def make_node_dir(root: Path, port: int, name: str, **settings: Any) -> Path:
+    """An initialised data directory for a node at http://127.0.0.1:{port}/, first feed signed."""
+    init_data_dir(root, name, f"http://127.0.0.1:{port}/")
+    (root / "config.toml").write_text(render_config(node_settings(port, name, **settings)))
+    async with open_node(root) as node:
+        await Publisher(node).publish_feed()
+        node.store.close()
+    return root
+
+
+class RunningNode:
+    """A real node: `create_app` served on a real TCP socket on 127.0.0.1."""
+
+    def __init__(self, root: Path, sock: socket.socket) -> None:
+        self.root = root
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.runner: web.AppRunner | None = None
+        self.did = ""
+
+    @classmethod
+    async def create(cls, root: Path, name: str, **settings: Any) -> RunningNode:
+        sock = loopback_socket()
+        await make_node_dir(root, sock.getsockname()[1], name, **settings)
+        running = cls(root, sock)
+        await running.start()
+        return running
+
+    async def start(self) -> None:
+        self.runner = web.AppRunner(create_app(self.root))
+        await self.runner.setup()
+        await web.SockSite(self.runner, self.sock).start()
+        self.did = self.node.identity.did
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    @property
+    def app(self) -> web.Application:
+        assert self.runner is not None, "the node is stopped"
+        return self.runner.app
+
+    @property
+    def node(self) -> Node:
+        return self.app[NODE]
+
+    @property
+    def publisher(self) -> Publisher:
+        return self.app[PUBLISHER]
+
+    @property
+    def runtime(self) -> FederationRuntime:
+        return self.app[FEDERATION]
+
+    async def followed_tracks(self, artist: str) -> list[FollowedTrack]:
+        return await self.node.catalog.followed_tracks(artist)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float = 15.0, what: str = "condition"
+) -> Any:
+    """The first truthy result of `check`, polled every 0.05 s; AssertionError after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def dump_follow_tables(root: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the follow tables of the catalog in `root`: the follower's stored state."""
+    path = root / "catalog.sqlite"
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return {
+            table: db.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+            for table in FOLLOW_TABLES
+        }
+
+
+def status_row(root: Path, artist: str) -> tuple[Any, ...] | None:
+    path = root / "catalog.sqlite"
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        row: tuple[Any, ...] | None = db.execute(
+            "SELECT checked_at, synced_at, last_error, failures FROM follow_status"
+            " WHERE artist = ?",
+            (artist,),
+        ).fetchone()
+        return row
+
+
+# --- signed documents made by hand (for the attacker's server and the benchmark) ------------
+
+
+def signed_track(
+    identity: Identity,
+    title: str,
+    audio_cid: str,
+    *,
+    artist: str | None = None,
+    size: int = 1000,
+) -> dict[str, Any]:
+    """A track manifest signed by `identity` (claiming `artist`, by default its own did)."""
+    manifest = build_manifest(
+        track_id=f"urn:uuid:{uuid.uuid4()}",
+        revision=1,
+        artist=artist or identity.did,
+        title=title,
+        published=format_timestamp(datetime.now(UTC)),
+        duration_seconds=1.5,
+        audio=content_ref(audio_cid, "audio/mpeg", size),
+        cover=None,
+        terms=Terms.from_config(Config()),
+    )
+    return sign_document(manifest, identity)
+
+
+def signed_feed(
+    identity: Identity,
+    *,
+    sequence: int,
+    tracks: Sequence[dict[str, Any]],
+    url: str,
+    artist: str | None = None,
+    name: str = "Ada Example",
+    updated: datetime | None = None,
+    expires_days: int = 7,
+    withdrawn: Sequence[tuple[str, str]] = (),
+) -> bytes:
+    """The exact bytes of a feed signed by `identity` (claiming `artist`, by default its did)."""
+    document = build_feed(
+        artist=artist or identity.did,
+        name=name,
+        url=url,
+        sequence=sequence,
+        previous=None,
+        updated=updated or datetime.now(UTC),
+        expires_days=expires_days,
+        terms=Terms.from_config(Config()),
+        tracks=list(tracks),
+        withdrawn=list(withdrawn),
+    )
+    return serialize(sign_document(document, identity, created=document["updated"]))
+
+
+def signed_node_document(identity: Identity, base_url: str, name: str = "Ada Example") -> bytes:
+    document = {
+        "type": "StaveNode",
+        "artist": identity.did,
+        "name": name,
+        "feed": base_url + "feed.json",
+        "rss": base_url + "feed.rss",
+        "hub": base_url + "websub",
+        "ipns": None,
+        "software": {"name": "stave", "version": "test"},
+    }
+    return serialize(sign_document(document, identity))
+
+
+def silent_wav(path: Path, seconds: float, rate: int = 44100) -> Path:
+    """A mono 16-bit PCM WAV of silence with a little noise at the start (so it is unique)."""
+    frames = int(seconds * rate)
+    data = uuid.uuid4().bytes * 4 + bytes(frames * 2 - 64)
+    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+    header += b"data" + struct.pack("<I", len(data))
+    path.write_bytes(header + data)
+    return path
