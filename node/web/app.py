@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -34,7 +34,7 @@ def create_app(data_dir: Path, *, config: Config | None = None) -> web.Applicati
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_node_context(data_dir, config))
     app.cleanup_ctx.append(feeds.keep_feed_fresh)
-    app.on_response_prepare.append(_count_response)
+    app.on_response_prepare.append(_response_counter(app[METRICS]))
     signals.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
@@ -87,10 +87,14 @@ def _sequence(app: web.Application) -> GaugeSource:
     return sequence
 
 
-async def _count_response(request: web.Request, response: web.StreamResponse) -> None:
-    metrics_ = request.config_dict[METRICS]
-    route = route_of(request)
-    metrics_.count_response(route, request.method, response.status, body_size(request, response))
+def _response_counter(
+    counters: Metrics,
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    async def count_response(request: web.Request, response: web.StreamResponse) -> None:
+        size = body_size(request, response)
+        counters.count_response(route_of(request), request.method, response.status, size)
+
+    return count_response
 
 
 async def healthz(request: web.Request) -> web.Response:

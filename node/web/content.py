@@ -10,19 +10,21 @@ or a CARv1 of the DAG streamed in depth-first order without duplicate blocks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Final
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from node.cid import CID, IDENTITY, varint
-from node.errors import StaveError, UsageError
+from node.errors import ContentNotFound, StaveError, UsageError
 from node.store import Store, car_header
 from node.web.feeds import etag_matches
 from node.web.metrics import route_of
@@ -129,11 +131,11 @@ class StoredFileResponse(web.StreamResponse):
         self._pieces: list[tuple[bytes, int, int]] = []  # (preamble, offset, count)
         epilogue = b""
         if ranges is None:
-            self.content_type = content_type
+            self.headers["Content-Type"] = content_type
             self._pieces.append((b"", 0, size))
         elif len(ranges) == 1:
             (r,) = ranges
-            self.content_type = content_type
+            self.headers["Content-Type"] = content_type
             self.headers["Content-Range"] = f"bytes {r.start}-{r.end}/{size}"
             self._pieces.append((b"", r.start, r.length))
         else:
@@ -172,6 +174,10 @@ class StoredFileResponse(web.StreamResponse):
         transport = request.transport
         if transport is None:
             raise ConnectionResetError("connection lost")
+        sent = _sendfile_now(transport, self._source, offset, count)
+        offset, count = offset + sent, count - sent
+        if count == 0:
+            return
         try:
             await asyncio.get_running_loop().sendfile(transport, self._source, offset, count)
             return
@@ -186,14 +192,60 @@ class StoredFileResponse(web.StreamResponse):
             count -= len(chunk)
 
 
+def _sendfile_now(
+    transport: asyncio.BaseTransport, source: IO[bytes], offset: int, count: int
+) -> int:
+    """Send what the socket takes right now with one sendfile(2); bytes sent, 0 if it can't.
+
+    Only on a plain TCP transport with nothing queued, where this is what the transport itself
+    would do with the bytes. asyncio's `loop.sendfile`, used for the rest, stops reading and
+    re-registers the socket with the selector on every call, which costs more than sending a
+    MiB (https://github.com/python/cpython/blob/3.11/Lib/asyncio/selector_events.py).
+    """
+    if not hasattr(os, "sendfile") or transport.get_extra_info("sslcontext") is not None:
+        return 0
+    sock = transport.get_extra_info("socket")
+    if sock is None or not isinstance(transport, asyncio.WriteTransport):
+        return 0
+    if transport.is_closing() or transport.get_write_buffer_size() != 0:
+        return 0
+    try:
+        return os.sendfile(sock.fileno(), source.fileno(), offset, count)
+    except (BlockingIOError, InterruptedError):
+        return 0
+    except ConnectionError:
+        raise
+    except OSError:  # a file or socket sendfile(2) refuses: let asyncio choose how to send
+        return 0
+
+
 def _read_at(source: IO[bytes], offset: int, count: int) -> bytes:
     source.seek(offset)
     return source.read(min(count, SENDFILE_FALLBACK_CHUNK))
 
 
+@functools.lru_cache(maxsize=4096)
+def _stored_path(store: Store, cid: str) -> Path:
+    return store.path(cid)  # ContentNotFound is raised, and so not cached
+
+
 def _open(store: Store, cid: str) -> tuple[IO[bytes], int]:
-    source = store.open(cid)
+    """The stored file under `cid` (CIDv1 base32), open, and its size; ContentNotFound."""
+    try:
+        source = _stored_path(store, cid).open("rb")
+    except FileNotFoundError as e:  # removed since its path was looked up
+        raise ContentNotFound(f"{cid}: not in the content store") from e
     return source, os.fstat(source.fileno()).st_size
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_cid(text: str) -> tuple[CID, str]:
+    """A CID from the URL and its normal (CIDv1 base32) form; InvalidCID if malformed.
+
+    Cached: parsing base32 in Python costs more than the rest of a small response.
+    """
+    cid = CID.parse(text)
+    return cid, str(cid.to_v1())
 
 
 # --- formats ----------------------------------------------------------------------------------
@@ -234,9 +286,9 @@ def requested(request: web.Request) -> Requested:
     if fmt is not None:
         if fmt not in ("raw", "car"):
             raise UsageError(f"format {fmt!r}: this gateway serves raw and car only")
-    else:
+    elif "vnd.ipld" in (accept := request.headers.get("Accept", "")):
         best = 0.0
-        for media, params, q in _accept_entries(request.headers.get("Accept", "")):
+        for media, params, q in _accept_entries(accept):
             if q > best and media in (RAW_TYPE, CAR_TYPE):
                 fmt, accept_params, best = media.rsplit(".", 1)[1], params, q
     if fmt != "car":
@@ -273,16 +325,18 @@ def _negotiated_headers(cid: str, etag: str, what: Requested) -> dict[str, str]:
 async def content(request: web.Request) -> web.StreamResponse:
     """The content under a CID: its file, one block, or a CAR; 400 malformed, 404 unknown."""
     text = request.match_info["cid"]
-    cid = CID.parse(text)
+    cid, normal = parse_cid(text)
     what = requested(request)
     if what.format == "raw":
         return await _raw_block(request, text, cid, what)
     if what.format == "car":
         return await _car(request, text, cid, what)
-    return await _file(request, text, cid, what)
+    return await _file(request, text, cid, normal, what)
 
 
-async def _file(request: web.Request, text: str, cid: CID, what: Requested) -> web.StreamResponse:
+async def _file(
+    request: web.Request, text: str, cid: CID, normal: str, what: Requested
+) -> web.StreamResponse:
     etag = f'"{text}"'
     headers = _negotiated_headers(text, etag, what)
     headers["Accept-Ranges"] = "bytes"
@@ -291,13 +345,14 @@ async def _file(request: web.Request, text: str, cid: CID, what: Requested) -> w
         if etag_matches(request, etag):
             return web.Response(status=304, headers=headers)
         return web.Response(body=cid.digest, content_type=OCTET_STREAM, headers=headers)
-    store = request.config_dict[NODE].store
-    source, size = await asyncio.to_thread(_open, store, str(cid))
+    # Opening a local file is quicker than handing it to a thread; the bytes go by sendfile.
+    app = request.app  # this route is on the root app; config_dict would build a ChainMap
+    source, size = _open(app[NODE].store, normal)
     try:
         if etag_matches(request, etag):
             source.close()
             return web.Response(status=304, headers=headers)
-        media_type = await request.config_dict[FEEDS].media_type(text) or OCTET_STREAM
+        media_type = await app[FEEDS].media_type(normal) or OCTET_STREAM
         ranges = None
         range_header = request.headers.get("Range")
         if range_header is not None and _if_range_holds(request, etag):

@@ -25,9 +25,8 @@ from aiohttp import web
 
 from node import __version__
 from node.catalog import FeedRecord
-from node.cid import CID
 from node.datadir import Node
-from node.errors import InvalidCID, StaveError
+from node.errors import StaveError
 from node.feed import build_node_document, parse_timestamp, serialize
 from node.publish import Publisher
 from node.signing import sign_document
@@ -142,15 +141,14 @@ class FeedCache:
         return snapshot.rss
 
     async def media_type(self, cid: str) -> str | None:
-        """The media type the catalog gives stored content, if it knows the CID."""
+        """The media type the catalog gives the content under `cid` (CIDv1 base32), if any.
+
+        A CID's bytes never change, so a known one is answered without looking for a new feed.
+        """
+        if self._snapshot is not None and (known := self._snapshot.media_types.get(cid)):
+            return known
         snapshot = await self.current()
-        if snapshot is None:
-            return None
-        try:
-            normal = str(CID.parse(cid).to_v1())
-        except InvalidCID:
-            return None
-        return snapshot.media_types.get(normal)
+        return None if snapshot is None else snapshot.media_types.get(cid)
 
     def node_document(self) -> bytes:
         """The signed `/.well-known/stave` document, signed once per process."""

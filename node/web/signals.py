@@ -10,6 +10,7 @@ format) and a machine-readable TDMRep policy (an ODRL 2.2 profile) at `/terms/td
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,7 @@ AI_TXT_EXTENSIONS: tuple[str, ...] = (
 )  # fmt: skip
 
 POLICY_PATH = "terms/tdm-policy.json"
+_PrepareHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
 TDMREP_CONTEXT = ["http://www.w3.org/ns/odrl.jsonld", {"tdm": "http://www.w3.org/ns/tdmrep#"}]
 
 
@@ -173,12 +175,16 @@ def tdm_policy(terms: Terms, base_url: str, name: str, contact: str) -> dict[str
 # --- the web side -----------------------------------------------------------------------------
 
 
-async def add_signal_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: the §9 headers on every response, errors and 304s included."""
-    signals = request.config_dict.get(CRAWLER_SIGNALS)
-    if signals is not None:
-        for header, value in signals.headers:
-            response.headers[header] = value
+def signal_headers_hook(app: web.Application) -> _PrepareHook:
+    """on_response_prepare for `app`: the §9 headers on every response, errors and 304s too."""
+
+    async def add_signal_headers(request: web.Request, response: web.StreamResponse) -> None:
+        signals = app.get(CRAWLER_SIGNALS)
+        if signals is not None:
+            for header, value in signals.headers:
+                response.headers[header] = value
+
+    return add_signal_headers
 
 
 def _terms(request: web.Request) -> tuple[Terms, str]:
@@ -222,7 +228,7 @@ async def tdm_policy_handler(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     """Add the signal headers to every response of `app` and the site-wide signal files."""
-    app.on_response_prepare.append(add_signal_headers)
+    app.on_response_prepare.append(signal_headers_hook(app))
     app.router.add_get("/robots.txt", robots_handler)
     app.router.add_get("/ai.txt", ai_txt_handler)
     app.router.add_get("/.well-known/tdmrep.json", tdmrep_handler)

@@ -1,0 +1,344 @@
+"""Serving throughput of `stave run` against nginx serving the same bytes as static files.
+
+    python -m benchmarks.serve [--tracks 1000] [--duration 10] [--connections 50]
+
+Builds a node with a catalog of N distinct short WAV tracks published in one feed and a 20 MiB
+file in its store, starts `stave run` on a free loopback port (access log on, to a file), and
+nginx (Debian's package, one worker, access log on, sendfile) on another, serving the feed's
+exact bytes and the 20 MiB file from a temporary directory. Then wrk (2 threads) measures, for
+each server in turn:
+
+- `GET /feed.json` answered 200 (requests/s),
+- `GET /feed.json` with `If-None-Match` answered 304 (requests/s),
+- a full `GET` of the 20 MiB file (bytes/s),
+- a ranged `GET` of its first MiB, `Range: bytes=0-1048575` (bytes/s),
+
+and prints the figures and the ratios against the goals (feed 200s at least 0.25 of nginx,
+streaming at least 0.8). Needs `nginx` and `wrk` (`apt-get install nginx wrk`). Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+BIG_FILE_BYTES = 20 * 1024 * 1024
+RANGE = "bytes=0-1048575"
+HOST = "127.0.0.1"
+ARTIST = "Benchmark Artist"
+START_TIMEOUT = 30.0
+
+WRK_SUMMARY = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("SUMMARY %d %d %d %d\\n", summary.requests, summary.bytes,
+    summary.duration, e.connect + e.read + e.write + e.timeout + e.status))
+end
+"""
+
+NGINX_CONF = """
+daemon off;
+worker_processes {workers};
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {tmp}/nginx-access.log;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    types {{ application/json json; application/octet-stream bin; }}
+    server {{
+        listen {host}:{port};
+        root {www};
+    }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class Measured:
+    requests: int
+    bytes: int
+    seconds: float
+    errors: int
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def bytes_per_second(self) -> float:
+        return self.bytes / self.seconds
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    unit: str  # "req/s" or "B/s"
+    goal: float | None
+    expected_status: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def write_tone(path: Path, index: int) -> None:
+    """A fifth of a second of a sine, its pitch set by `index`, so every file differs."""
+    rate, frequency = 8000, 220.0 + index
+    frames = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * frequency * n / rate)))
+        for n in range(rate // 5)
+    )
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(frames)
+
+
+async def build_node(root: Path, sources: Path, tracks: int) -> tuple[str, str]:
+    """Publish `tracks` tones in one feed and store a 20 MiB file; their CIDs."""
+    from node.datadir import init_data_dir, open_node
+    from node.publish import Publisher
+
+    sources.mkdir()
+    files = []
+    for index in range(tracks):
+        path = sources / f"tone-{index:04d}.wav"
+        write_tone(path, index)
+        files.append(path)
+    init_data_dir(root, ARTIST, f"http://{HOST}:8080/")
+    async with open_node(root) as node:
+        await Publisher(node).add_many(files)
+        latest = await node.catalog.latest_feed()
+        assert latest is not None
+        chunk = random.Random(20).randbytes(1024 * 1024)
+        with node.store.writer() as writer:
+            for index in range(BIG_FILE_BYTES // len(chunk)):
+                writer.write(index.to_bytes(8, "big") + chunk[8:])
+            big = writer.commit()
+        node.store.close()
+    return latest.cid, big.cid
+
+
+def _first_line(process: subprocess.Popen[bytes]) -> str:
+    line: list[bytes] = []
+    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()))  # type: ignore[union-attr]
+    reader.start()
+    reader.join(START_TIMEOUT)
+    if not line or not line[0]:
+        raise SystemExit("stave run printed no URL")
+    return line[0].decode().strip()
+
+
+@contextmanager
+def stave_running(root: Path, log: Path) -> Iterator[str]:
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "node", "--data-dir", str(root), "run",
+             "--host", HOST, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )  # fmt: skip
+    try:
+        yield _first_line(process)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+@contextmanager
+def nginx_running(www: Path, tmp: Path, workers: str) -> Iterator[str]:
+    port = free_port()
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(workers=workers, tmp=tmp, host=HOST, port=port, www=www),
+        encoding="utf-8",
+    )
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    process = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "e.log")])
+    url = f"http://{HOST}:{port}/"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                with socket.create_connection((HOST, port), timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"nginx did not start; see {tmp}/e.log") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def fetch(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (names lower-cased) and body of one GET."""
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, received, body = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as e:  # 304 arrives as an "error"
+        status, received, body = e.code, e.headers, e.read()
+    return status, {name.lower(): value for name, value in received.items()}, body
+
+
+def wrk(url: str, headers: dict[str, str], args: argparse.Namespace, script: Path) -> Measured:
+    command = ["wrk", "-t", str(args.threads), "-c", str(args.connections),
+               "-d", f"{args.duration}s", "-s", str(script)]  # fmt: skip
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("SUMMARY "))
+    requests, body_bytes, micros, errors = (int(v) for v in line.split()[1:])
+    return Measured(requests, body_bytes, micros / 1e6, errors)
+
+
+def human(value: float, unit: str) -> str:
+    if unit == "B/s":
+        return f"{value / 1e6:,.0f} MB/s"
+    return f"{value:,.0f} req/s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracks", type=int, default=1000, help="catalog size (default 1000)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run (default 10)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--nginx-workers", default="1", help="nginx worker_processes (1)")
+    parser.add_argument("--only", default="", help="run the scenarios whose name has this")
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx"):
+        if not (shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}")):
+            raise SystemExit(f"{tool} is not installed: apt-get install -y nginx wrk")
+
+    with tempfile.TemporaryDirectory(prefix="stave-serve-bench-") as directory:
+        tmp = Path(directory)
+        tmp.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read www/
+        started = time.perf_counter()
+        feed_cid, big_cid = asyncio.run(build_node(tmp / "node", tmp / "sources", args.tracks))
+        store = tmp / "node" / "store" / "files"
+        www = tmp / "www"
+        www.mkdir()
+        shutil.copyfile(store / feed_cid, www / "feed.json")
+        shutil.copyfile(store / big_cid, www / "big.bin")
+        feed_size = (www / "feed.json").stat().st_size
+        print(
+            f"catalog: {args.tracks} tracks, feed.json {feed_size:,} bytes, big file "
+            f"{BIG_FILE_BYTES:,} bytes; built in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        script = tmp / "summary.lua"
+        script.write_text(WRK_SUMMARY, encoding="utf-8")
+        (tmp / "nginx").mkdir()
+
+        with (
+            stave_running(tmp / "node", tmp / "stave.log") as stave,
+            nginx_running(www, tmp / "nginx", args.nginx_workers) as nginx,
+        ):
+            stave_feed, nginx_feed = stave + "feed.json", nginx + "feed.json"
+            stave_big, nginx_big = f"{stave}ipfs/{big_cid}", nginx + "big.bin"
+            stave_etag = fetch(stave_feed, {})[1]["etag"]
+            nginx_etag = fetch(nginx_feed, {})[1]["etag"]
+            runs: list[tuple[Scenario, tuple[str, dict[str, str]], tuple[str, dict[str, str]]]] = [
+                (
+                    Scenario("GET /feed.json (200)", "req/s", 0.25, 200),
+                    (stave_feed, {}),
+                    (nginx_feed, {}),
+                ),
+                (
+                    Scenario("GET /feed.json (304)", "req/s", None, 304),
+                    (stave_feed, {"If-None-Match": stave_etag}),
+                    (nginx_feed, {"If-None-Match": nginx_etag}),
+                ),
+                (
+                    Scenario("GET 20 MiB file (200)", "B/s", 0.8, 200),
+                    (stave_big, {}),
+                    (nginx_big, {}),
+                ),
+                (
+                    Scenario("GET first MiB (206)", "B/s", 0.8, 206),
+                    (stave_big, {"Range": RANGE}),
+                    (nginx_big, {"Range": RANGE}),
+                ),
+            ]
+            runs = [run for run in runs if args.only in run[0].name]
+            # Both servers must answer the same bytes before they are timed.
+            for scenario, (s_url, s_headers), (n_url, n_headers) in runs:
+                s_status, _, s_body = fetch(s_url, s_headers)
+                n_status, _, n_body = fetch(n_url, n_headers)
+                if not (s_status == n_status == scenario.expected_status and s_body == n_body):
+                    raise SystemExit(f"{scenario.name}: stave {s_status}, nginx {n_status}")
+
+            print(f"wrk: {args.threads} threads, {args.connections} connections, "
+                  f"{args.duration} s per run; nginx workers: {args.nginx_workers}\n")  # fmt: skip
+            header = f"{'scenario':<24}{'stave':>16}{'nginx':>16}{'ratio':>8}{'goal':>8}"
+            print(header + "\n" + "-" * len(header), flush=True)
+            failed = False
+            for scenario, (s_url, s_headers), (n_url, n_headers) in runs:
+                measured_stave = wrk(s_url, s_headers, args, script)
+                measured_nginx = wrk(n_url, n_headers, args, script)
+                if measured_stave.errors or measured_nginx.errors:
+                    print(f"  errors: stave {measured_stave.errors}, nginx {measured_nginx.errors}")
+                if scenario.unit == "B/s":
+                    s_value = measured_stave.bytes_per_second
+                    n_value = measured_nginx.bytes_per_second
+                else:
+                    s_value = measured_stave.requests_per_second
+                    n_value = measured_nginx.requests_per_second
+                ratio = s_value / n_value
+                goal = f"≥{scenario.goal}" if scenario.goal else "-"
+                if scenario.goal and ratio < scenario.goal:
+                    failed = True
+                    goal += " ✗"
+                print(
+                    f"{scenario.name:<24}{human(s_value, scenario.unit):>16}"
+                    f"{human(n_value, scenario.unit):>16}{ratio:>8.2f}{goal:>8}",
+                    flush=True,
+                )
+                extra = (
+                    f"{'':<24}{human(measured_stave.requests_per_second, 'req/s'):>16}"
+                    f"{human(measured_nginx.requests_per_second, 'req/s'):>16}"
+                    if scenario.unit == "B/s"
+                    else f"{'':<24}{human(measured_stave.bytes_per_second, 'B/s'):>16}"
+                    f"{human(measured_nginx.bytes_per_second, 'B/s'):>16}"
+                )
+                print(extra, flush=True)
+    raise SystemExit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
