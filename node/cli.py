@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Callable, Coroutine
@@ -18,8 +19,9 @@ from typing import Any
 
 from node import __version__
 from node.catalog import TrackRecord, open_catalog
-from node.datadir import DataDir, default_data_dir, init_data_dir, open_node
+from node.datadir import DataDir, Node, default_data_dir, init_data_dir, open_node
 from node.errors import StaveError, UsageError
+from node.pinning import pin_for_a_moment
 from node.publish import Publisher, TrackChoices
 from node.terms import check_use
 
@@ -88,6 +90,7 @@ async def cmd_add(args: argparse.Namespace) -> int:
                 )
         else:
             manifests = await publisher.add_many(sources, choices)
+        await _pin_briefly(node)
     if args.json:
         _print_json(manifests)
     else:
@@ -162,6 +165,7 @@ async def cmd_edit(args: argparse.Namespace) -> int:
     choices = _choices(args)
     async with open_node(_data_dir(args)) as node:
         manifest = await Publisher(node).edit(args.id, choices)
+        await _pin_briefly(node)
     if args.json:
         _print_json(manifest)
     else:
@@ -172,6 +176,7 @@ async def cmd_edit(args: argparse.Namespace) -> int:
 async def cmd_withdraw(args: argparse.Namespace) -> int:
     async with open_node(_data_dir(args)) as node:
         track = await Publisher(node).withdraw(args.id)
+        await _pin_briefly(node)
     print(f"{track.id}  withdrawn at {track.withdrawn_at}")
     return 0
 
@@ -189,6 +194,8 @@ async def cmd_cat(args: argparse.Namespace) -> int:
 async def cmd_verify(args: argparse.Namespace) -> int:
     from node.verify import verify_file
 
+    if args.path.startswith("ipns://"):
+        return await _verify_ipns(args)
     path = Path(args.path)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
@@ -413,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify = command(
         "verify", cmd_verify, "check a file's tags and CID against its signed manifest"
     )
-    verify.add_argument("path", metavar="PATH")
+    verify.add_argument("path", metavar="PATH", help="an audio file, or ipns://NAME for a feed")
     verify.add_argument("--offline", action="store_true", help="use the local catalog only")
     verify.add_argument("--json", action="store_true")
     serve = command("run", cmd_run, "serve the node on the web until SIGTERM or Ctrl-C")
@@ -437,7 +444,109 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--json", action="store_true")
     token = command("admin-token", cmd_admin_token, "print the admin API token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one")
+    _pinning_commands(command)
     return parser
+
+
+# --- pinning to Kubo (node/pinning.py) ---------------------------------------------------------
+
+
+async def _pin_briefly(node: Node) -> None:
+    """After a publish with the kubo backend: give Kubo a few seconds to take it, else leave
+    the rest to the queue with a one-line notice."""
+    if node.config["ipfs.backend"] != "kubo":
+        return
+    queue = await pin_for_a_moment(node, node.config["ipfs.publish_wait_seconds"])
+    if queue.left:
+        print(
+            f"stave: published; Kubo: {queue.notice()}; `stave run` or `stave pin` will finish",
+            file=sys.stderr,
+        )
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    from node.pinning import status
+
+    async with open_node(_data_dir(args)) as node:
+        found = await status(node)
+    if args.json:
+        _print_json(found.to_json())
+        return 0
+    queue = found.queue
+    rows: list[tuple[str, str]] = [("backend", found.backend)]
+    if found.api is not None:
+        rows.append(("kubo", found.kubo_error or f"{found.kubo_version} at {found.api}"))
+        pins = f"{queue.pinned} pinned, {queue.pending} pending, {queue.failed} failed"
+        if queue.unpins_pending:
+            pins += f", {queue.unpins_pending} unpins pending"
+        rows.append(("pins", pins))
+        for record in queue.open:
+            what = f"{record.state} {record.want[:-2]}"
+            why = f": {record.last_error}" if record.last_error else ""
+            rows.append((what, f"{record.cid} ({record.attempts} attempts){why}"))
+    feed = "none" if found.feed_sequence is None else f"{found.feed_sequence} ({found.feed_cid})"
+    rows.append(("feed", feed))
+    if found.ipns_enabled:
+        ipns = found.ipns
+        published = "not yet published"
+        if ipns is not None and ipns.sequence is not None:
+            published = f"feed {ipns.sequence} ({ipns.cid})"
+        if ipns is not None and ipns.last_error:
+            published += f"; last attempt failed: {ipns.last_error}"
+        rows.append(("ipns", f"{found.ipns_name}: {published}"))
+    for label, value in rows:
+        print(f"{label:>15}: {value}")
+    return 0
+
+
+async def cmd_pin(args: argparse.Namespace) -> int:
+    from node.pinning import kubo_client, process_pins, queue_state, uses_kubo
+
+    async with open_node(_data_dir(args)) as node:
+        if not uses_kubo(node):
+            raise UsageError('pin: the node does not use Kubo; set [ipfs] backend = "kubo"')
+        if args.retry_failed:
+            async with node.catalog.transaction() as tx:
+                await tx.retry_failed_pins()
+        async with kubo_client(node) as client:
+            await process_pins(node, client, once=True)
+        queue = await queue_state(node.catalog)
+    if queue.left:
+        print(f"stave: Kubo: {queue.notice()}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"{queue.pinned} pinned, nothing pending")
+    return 0
+
+
+async def _verify_ipns(args: argparse.Namespace) -> int:
+    from node.kubo import KuboClient
+    from node.pinning import AUTHORIZATION_ENV, kubo_client
+    from node.verify import verify_ipns
+
+    name = args.path.removeprefix("ipns://").strip("/")
+    if not name or "/" in name:
+        raise UsageError(f"{args.path}: give ipns://NAME, the name alone")
+    data = DataDir(_data_dir(args))
+    if data.config_path.exists():
+        async with open_node(data.root) as node, kubo_client(node) as client:
+            verdict = await verify_ipns(name, client)
+    else:
+        authorization = os.environ.get(AUTHORIZATION_ENV) or None
+        async with KuboClient(authorization=authorization) as client:
+            verdict = await verify_ipns(name, client)
+    if args.json:
+        _print_json(verdict.to_json())
+    else:
+        state = "valid" if verdict.valid else "INVALID"
+        print(f"ipns://{name}: {state}: {verdict.reason}")
+    return 0 if verdict.valid else EXIT_INVALID
+
+
+def _pinning_commands(command: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
+    status = command("status", cmd_status, "show the IPFS backend, pins pending and the IPNS name")
+    status.add_argument("--json", action="store_true")
+    pin = command("pin", cmd_pin, "pin everything queued to Kubo now and publish the IPNS name")
+    pin.add_argument("--retry-failed", action="store_true", help="try refused pins again")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,6 +86,7 @@ class Publisher:
                 for manifest in manifests:
                     await tx.put_track(manifest)
                 created.append((await self._next_feed(tx)).cid)
+                await self._queue_pins(tx, pin=created)
         except BaseException:
             await self._collect(created)
             raise
@@ -155,6 +156,7 @@ class Publisher:
             async with self.node.catalog.transaction() as tx:
                 await tx.put_track(manifest)
                 created.append((await self._next_feed(tx)).cid)
+                await self._queue_pins(tx, pin=created, unpin=[track.audio_cid])
         except BaseException:
             await self._collect(created)
             raise
@@ -169,6 +171,9 @@ class Publisher:
             async with self.node.catalog.transaction() as tx:
                 await tx.withdraw(track.id, format_timestamp(datetime.now(UTC)))
                 created.append((await self._next_feed(tx)).cid)
+                await self._queue_pins(
+                    tx, pin=created, unpin=[c for c in (track.audio_cid, track.cover_cid) if c]
+                )
         except BaseException:
             await self._collect(created)
             raise
@@ -182,6 +187,7 @@ class Publisher:
             async with self.node.catalog.transaction() as tx:
                 feed = await self._next_feed(tx)
                 created.append(feed.cid)
+                await self._queue_pins(tx, pin=created)
         except BaseException:
             await self._collect(created)
             raise
@@ -220,6 +226,15 @@ class Publisher:
         )
         await tx.append_feed(record)
         return record
+
+    async def _queue_pins(
+        self, tx: CatalogWrite, *, pin: list[str], unpin: list[str] | None = None
+    ) -> None:
+        """With the kubo backend, queue what this transaction publishes for pinning and what it
+        no longer references for unpinning (node/pinning.py does both, durably)."""
+        if self.node.config["ipfs.backend"] == "kubo":
+            await tx.queue_pins(pin)
+            await tx.queue_unpins(unpin or [])
 
     def _tagged_copy(self, source: Path, track_id: str, terms: Terms) -> Any:
         store = self.node.store

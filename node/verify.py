@@ -1,4 +1,5 @@
-"""Verifying a published audio file against the manifest its artist signed."""
+"""Verifying a published audio file against the manifest its artist signed, and a feed
+published under an IPNS name against the key that name is."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import aiohttp
 
 from node import media
 from node.catalog import Catalog
-from node.cid import import_path
-from node.errors import StaveError, VerificationError
-from node.feed import FollowState, verify_feed
+from node.cid import CID, UnixFSImporter, import_path
+from node.errors import InvalidCID, KuboError, StaveError, VerificationError
+from node.feed import FollowState, parse_json, verify_feed
+from node.ipns import did_from_ipns_name
+from node.kubo import KuboClient
 from node.manifest import verify_manifest
 
 FEED_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=20, connect=5, sock_read=10)
@@ -115,3 +118,91 @@ async def _fetch_feed(url: str, artist: str) -> dict[str, Any]:
     except (aiohttp.ClientError, TimeoutError) as e:
         raise VerificationError(f"unreachable ({e.__class__.__name__}: {e})") from e
     return verify_feed(bytes(body), FollowState(artist=artist), max_bytes=MAX_FEED_BYTES)
+
+
+# --- feeds published under an IPNS name --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedVerdict:
+    """What `stave verify ipns://NAME` found: the feed the name points at, and whether the
+    artist whose key the name is signed it."""
+
+    valid: bool
+    reason: str
+    name: str
+    cid: str | None = None
+    artist: str | None = None
+    sequence: int | None = None
+    tracks: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+async def verify_ipns(
+    name: str, client: KuboClient, *, max_bytes: int = MAX_FEED_BYTES
+) -> FeedVerdict:
+    """Resolve the IPNS name `name` through Kubo and verify the feed it points at: its proof
+    against its own `artist`, and that `name` is the IPNS name of that artist's key.
+
+    KuboError when Kubo itself cannot be reached; every other failure is an invalid verdict.
+    """
+    try:
+        named_artist = did_from_ipns_name(name)
+    except VerificationError as e:
+        return FeedVerdict(False, str(e), name)
+    await client.version()  # an unreachable Kubo is an error, not a verdict on the name
+    try:
+        path = await client.name_resolve(name)
+    except KuboError as e:
+        return FeedVerdict(False, f"could not resolve the name: {e}", name)
+    target = path.removeprefix("/ipfs/")
+    try:
+        if target == path or "/" in target:
+            raise InvalidCID(f"{path!r} is not an /ipfs/<cid> path")
+        cid = str(CID.parse(target).to_v1())
+    except InvalidCID as e:
+        return FeedVerdict(False, f"the name points at {path}, not a feed: {e}", name)
+    body = bytearray()
+    importer = UnixFSImporter()
+    try:
+        async for chunk in client.cat(cid):
+            body += chunk
+            if len(body) > max_bytes:
+                return FeedVerdict(
+                    False, f"the feed {cid} is over {max_bytes} bytes", name, cid=cid
+                )
+            importer.update(chunk)
+    except KuboError as e:
+        return FeedVerdict(False, f"could not fetch the feed {cid}: {e}", name, cid=cid)
+    if str(importer.finish().root) != cid:
+        return FeedVerdict(False, f"the bytes Kubo returned are not {cid}", name, cid=cid)
+
+    def verdict(valid: bool, reason: str, artist: str | None = None) -> FeedVerdict:
+        return FeedVerdict(valid, reason, name, cid=cid, artist=artist)
+
+    try:
+        document = parse_json(bytes(body))
+        artist = document.get("artist") if isinstance(document, dict) else None
+        if not isinstance(artist, str):
+            raise VerificationError("the feed names no artist")
+        feed = verify_feed(bytes(body), FollowState(artist=artist), max_bytes=max_bytes)
+    except VerificationError as e:
+        return verdict(False, f"the feed {cid} does not verify: {e}")
+    if artist != named_artist:
+        return verdict(
+            False, f"the feed is signed by {artist}, but the name is the key of {named_artist}"
+        )
+    sequence = feed["sequence"]
+    tracks = len(feed["tracks"])
+    return FeedVerdict(
+        True,
+        f"feed {sequence} ({cid}) signed by {artist}, whose key the name is;"
+        f" {tracks} track{'s' * (tracks != 1)}",
+        name,
+        cid=cid,
+        artist=artist,
+        sequence=sequence,
+        tracks=tracks,
+    )
