@@ -482,6 +482,36 @@ class Catalog:
         else:
             await self._db.commit()
 
+    # --- backup and restore (node/backup.py) ------------------------------------------------
+
+    async def backup_to(self, path: Path) -> None:
+        """Write a consistent snapshot of the whole catalog to a new file at `path`.
+
+        Uses SQLite's online backup API, so writers may go on meanwhile; the snapshot is one
+        self-contained file (no -wal beside it). CatalogError if `path` exists or cannot be made.
+        """
+        if path.exists():
+            raise CatalogError(f"{path}: already exists; a catalog snapshot needs a new file")
+        try:
+            target = sqlite3.connect(path, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise CatalogError(f"{path}: cannot create the catalog snapshot ({e})") from e
+        try:
+            await self._db.backup(target)
+            target.execute("PRAGMA journal_mode = DELETE")
+        except sqlite3.Error as e:
+            raise CatalogError(f"{path}: cannot write the catalog snapshot ({e})") from e
+        finally:
+            target.close()
+
+    async def forget_pin_state(self) -> None:
+        """Forget what only the machine this catalog was copied from knows: which CIDs its Kubo
+        pinned and which feed it last published under IPNS. After a restore the pin queue then
+        starts over from the catalog, so the new machine's Kubo gets every pin."""
+        async with self.transaction():
+            await self._db.execute("DELETE FROM pins")
+            await self._db.execute("DELETE FROM ipns")
+
     # --- follows (node/federation) ----------------------------------------------------------
 
     async def follows(self) -> list[FollowRecord]:

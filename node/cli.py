@@ -445,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     token = command("admin-token", cmd_admin_token, "print the admin API token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one")
     _pinning_commands(command)
+    _backup_commands(command)
     return parser
 
 
@@ -547,6 +548,72 @@ def _pinning_commands(command: Callable[[str, Command, str], argparse.ArgumentPa
     status.add_argument("--json", action="store_true")
     pin = command("pin", cmd_pin, "pin everything queued to Kubo now and publish the IPNS name")
     pin.add_argument("--retry-failed", action="store_true", help="try refused pins again")
+
+
+# --- backup and restore (node/backup.py) -------------------------------------------------------
+
+EXPORT_PASSPHRASE_ENV = "STAVE_EXPORT_PASSPHRASE"
+
+
+def _archive_passphrase(*, confirm: bool) -> str:
+    """The passphrase protecting the key inside an archive: $STAVE_EXPORT_PASSPHRASE, else asked
+    on the terminal (twice when `confirm`); never a flag."""
+    passphrase = os.environ.get(EXPORT_PASSPHRASE_ENV)
+    if passphrase:
+        return passphrase
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"the archive's key needs a passphrase: set {EXPORT_PASSPHRASE_ENV}"
+            " or run on a terminal to be asked"
+        )
+    import getpass
+
+    passphrase = getpass.getpass("Passphrase for the key in the archive: ")
+    if confirm and getpass.getpass("The same passphrase again: ") != passphrase:
+        raise UsageError("the two passphrases differ; nothing was exported")
+    if not passphrase:
+        raise UsageError("an empty passphrase cannot protect the key")
+    return passphrase
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    from node.backup import describe, export_node
+
+    passphrase = _archive_passphrase(confirm=True) if args.with_key else None
+    to_stdout = args.file == "-"
+    target = sys.stdout.buffer if to_stdout else Path(args.file)
+    summary = await export_node(_data_dir(args), target, key_passphrase=passphrase)
+    print(f"Exported {describe(summary)}", file=sys.stderr if to_stdout else sys.stdout)
+    return 0
+
+
+async def cmd_import(args: argparse.Namespace) -> int:
+    from node.backup import describe, import_node
+
+    source = sys.stdin.buffer if args.file == "-" else Path(args.file)
+    root = _data_dir(args)
+    summary = await import_node(
+        source, root, archive_passphrase=lambda: _archive_passphrase(confirm=False)
+    )
+    print(f"Restored {describe(summary)} into {root}")
+    return 0
+
+
+def _backup_commands(command: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
+    export = command(
+        "export", cmd_export, "write a backup archive: content, catalog, feed chain, config"
+    )
+    export.add_argument("file", metavar="FILE", help="the archive to write (- for stdout)")
+    export.add_argument(
+        "--with-key",
+        action="store_true",
+        help=f"include the artist's key, encrypted with a passphrase (${EXPORT_PASSPHRASE_ENV}"
+        " or asked on the terminal)",
+    )
+    restore = command(
+        "import", cmd_import, "restore a backup archive into a new, empty data directory"
+    )
+    restore.add_argument("file", metavar="FILE", help="the archive to read (- for stdin)")
 
 
 def main(argv: list[str] | None = None) -> int:
