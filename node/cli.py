@@ -21,7 +21,6 @@ from node import __version__
 from node.catalog import TrackRecord, open_catalog
 from node.datadir import DataDir, Node, default_data_dir, init_data_dir, open_node
 from node.errors import StaveError, UsageError
-from node.pinning import pin_for_a_moment
 from node.publish import Publisher, TrackChoices
 from node.terms import check_use
 
@@ -457,6 +456,8 @@ async def _pin_briefly(node: Node) -> None:
     the rest to the queue with a one-line notice."""
     if node.config["ipfs.backend"] != "kubo":
         return
+    from node.pinning import pin_for_a_moment
+
     queue = await pin_for_a_moment(node, node.config["ipfs.publish_wait_seconds"])
     if queue.left:
         print(

@@ -27,9 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from node.catalog import Catalog, IpnsRecord, PinRecord, open_catalog
 from node.cid import CID
@@ -37,6 +35,9 @@ from node.datadir import Node
 from node.errors import ConfigError, ContentNotFound, InvalidCID, KuboError, StaveError
 from node.ipns import ipns_name as ipns_name_of
 from node.kubo import KuboClient
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
