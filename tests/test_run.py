@@ -86,10 +86,14 @@ def test_run_serves_on_a_free_port_and_stops_on_sigterm(
         assert status == 200
         assert json.loads(feed)["type"] == "StaveFeed"
         assert headers["tdm-reservation"] == "1"
+        cid = json.loads(feed)["tracks"][0]["audio"]["cid"]
+        audio = served.get(f"/ipfs/{cid}")[2]  # sent with sendfile
         assert served.stop(signal.SIGTERM) == 0
     log = served.log.read_text()
-    assert '"GET /healthz HTTP/1.1" 200' in log  # the access log
-    assert '"GET /feed.json HTTP/1.1" 200' in log
+    # the access log: request line, status and body bytes
+    assert '"GET /healthz HTTP/1.1" 200' in log
+    assert f'"GET /feed.json HTTP/1.1" 200 {len(feed)} ' in log
+    assert f'"GET /ipfs/{cid} HTTP/1.1" 200 {len(audio)} ' in log
     assert "Traceback" not in log
 
 

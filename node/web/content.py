@@ -229,6 +229,13 @@ def _stored_path(store: Store, cid: str) -> Path:
     return store.path(cid)  # ContentNotFound is raised, and so not cached
 
 
+def _is_stored(store: Store, cid: str) -> bool:
+    try:
+        return _stored_path(store, cid).is_file()
+    except ContentNotFound:
+        return False
+
+
 def _open(store: Store, cid: str) -> tuple[IO[bytes], int]:
     """The stored file under `cid` (CIDv1 base32), open, and its size; ContentNotFound."""
     try:
@@ -345,13 +352,15 @@ async def _file(
         if etag_matches(request, etag):
             return web.Response(status=304, headers=headers)
         return web.Response(body=cid.digest, content_type=OCTET_STREAM, headers=headers)
-    # Opening a local file is quicker than handing it to a thread; the bytes go by sendfile.
     app = request.app  # this route is on the root app; config_dict would build a ChainMap
-    source, size = _open(app[NODE].store, normal)
+    store = app[NODE].store
+    if etag_matches(request, etag):
+        if not _is_stored(store, normal):
+            raise ContentNotFound(f"{text}: not in the content store")
+        return web.Response(status=304, headers=headers)
+    # Opening a local file is quicker than handing it to a thread; the bytes go by sendfile.
+    source, size = _open(store, normal)
     try:
-        if etag_matches(request, etag):
-            source.close()
-            return web.Response(status=304, headers=headers)
         media_type = await app[FEEDS].media_type(normal) or OCTET_STREAM
         ranges = None
         range_header = request.headers.get("Range")

@@ -78,14 +78,15 @@ class FeedCache:
         self._checked = 0.0
         self._lock = asyncio.Lock()
         self._node_document: bytes | None = None
+        catalog = str(node.data.catalog_path)
+        self._catalog_files = (catalog, catalog + "-wal")
 
     def _catalog_stamp(self) -> tuple[int, ...]:
         """Changes whenever a transaction commits to the catalog (WAL mode: the -wal file)."""
         stamp: list[int] = []
-        path = self._node.data.catalog_path
-        for candidate in (path, path.with_name(path.name + "-wal")):
+        for path in self._catalog_files:
             try:
-                st = os.stat(candidate)
+                st = os.stat(path)
             except OSError:
                 stamp += [0, 0, 0]
             else:

@@ -121,7 +121,7 @@ def route_of(request: web.Request) -> str:
     return UNMATCHED_ROUTE if resource is None else resource.canonical
 
 
-def body_size(request: web.Request, response: web.StreamResponse) -> int:
+def body_size(request: web.BaseRequest, response: web.StreamResponse) -> int:
     """The body bytes a prepared response sends, when its headers say (else 0)."""
     if request.method == "HEAD" or response.status in (204, 304) or response.status < 200:
         return 0
