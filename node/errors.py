@@ -54,3 +54,10 @@ class KuboError(StaveError):
 
 class FederationError(StaveError):
     """Talking to another node failed or was refused."""
+
+
+def excerpt(value: object, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters: how a message quotes a value from untrusted input,
+    so that a hostile document can never make an error message long or multi-line."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from node.errors import VerificationError
+from node.errors import VerificationError, excerpt
 from node.manifest import verify_manifest
 from node.signing import verify_document
 from node.terms import Terms
@@ -23,9 +23,9 @@ def parse_timestamp(value: Any, what: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as e:
-        raise VerificationError(f"{what} {value!r} is not an RFC 3339 timestamp") from e
+        raise VerificationError(f"{what} {excerpt(value)} is not an RFC 3339 timestamp") from e
     if moment.tzinfo is None:
-        raise VerificationError(f"{what} {value!r} has no time zone")
+        raise VerificationError(f"{what} {excerpt(value)} has no time zone")
     return moment
 
 
@@ -85,6 +85,8 @@ def parse_json(body: bytes, what: str = "feed") -> Any:
         return json.loads(body.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
         raise VerificationError(f"{what} is not valid UTF-8 JSON ({e})") from e
+    except RecursionError as e:
+        raise VerificationError(f"{what} nests too deeply to be read as JSON") from e
 
 
 def _no_constant(name: str) -> Any:
@@ -108,10 +110,10 @@ def verify_feed(
     if not isinstance(feed, dict):
         raise VerificationError("feed is not a JSON object")
     if feed.get("type") != FEED_TYPE:
-        raise VerificationError(f"feed type {feed.get('type')!r} is not {FEED_TYPE}")
+        raise VerificationError(f"feed type {excerpt(feed.get('type'))} is not {FEED_TYPE}")
     if feed.get("artist") != state.artist:
         raise VerificationError(
-            f"feed is by {feed.get('artist')!r}, not the followed {state.artist}"
+            f"feed is by {excerpt(feed.get('artist'))}, not the followed {state.artist}"
         )
     verify_document(feed, state.artist)
     sequence = feed.get("sequence")
@@ -129,7 +131,7 @@ def verify_feed(
     moment = now or datetime.now(UTC)
     expires = parse_timestamp(feed.get("expires"), "feed expires")
     if expires <= moment:
-        raise VerificationError(f"feed expired at {feed['expires']}")
+        raise VerificationError(f"feed expired at {format_timestamp(expires)}")
     parse_timestamp(feed.get("updated"), "feed updated")
     tracks = feed.get("tracks")
     withdrawn = feed.get("withdrawn", [])

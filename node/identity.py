@@ -10,12 +10,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from node.errors import IdentityError, VerificationError
+from node.errors import IdentityError, VerificationError, excerpt
 
 _B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
 ED25519_PUB_PREFIX = b"\xed\x01"  # multicodec ed25519-pub as a varint
 ED25519_PRIV_PREFIX = b"\x80\x26"  # multicodec ed25519-priv as a varint
+# `did:key:z` and 48 base58btc characters; a little slack, never thousands.
+MAX_DID_LENGTH = 64
 
 
 def b58encode(data: bytes) -> str:
@@ -49,7 +51,9 @@ def did_from_public_key(public_key: Ed25519PublicKey) -> str:
 def public_key_from_did(did: str) -> Ed25519PublicKey:
     """The Ed25519 key a `did:key:z6Mk…` names; VerificationError for anything else."""
     if not isinstance(did, str) or not did.startswith("did:key:z"):
-        raise VerificationError(f"{did!r} is not an Ed25519 did:key")
+        raise VerificationError(f"{excerpt(did)} is not an Ed25519 did:key")
+    if len(did) > MAX_DID_LENGTH:  # before decoding, whose cost grows with the square
+        raise VerificationError(f"{excerpt(did)}: too long for an Ed25519 did:key")
     try:
         decoded = b58decode(did[len("did:key:z") :])
     except ValueError as e:

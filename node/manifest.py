@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from node.errors import VerificationError
+from node.errors import VerificationError, excerpt
 from node.signing import verify_document
 from node.terms import Terms
 
@@ -53,14 +53,16 @@ def verify_manifest(manifest: Any, artist: str) -> None:
     """Return if `manifest` is a well-formed StaveTrack signed by `artist`; else raise why."""
     if not isinstance(manifest, Mapping):
         raise VerificationError("track manifest is not a JSON object")
-    label = f"track {manifest.get('id', '?')}"
+    track_id = manifest.get("id", "?")
+    shown = track_id if isinstance(track_id, str) and _plain(track_id) else excerpt(track_id)
+    label = f"track {shown}"
     if manifest.get("type") != MANIFEST_TYPE:
         raise VerificationError(f"{label}: type is not {MANIFEST_TYPE}")
     missing = [key for key in _REQUIRED if key not in manifest]
     if missing:
         raise VerificationError(f"{label}: lacks {', '.join(missing)}")
     if manifest["artist"] != artist:
-        raise VerificationError(f"{label}: artist {manifest['artist']!r} is not {artist}")
+        raise VerificationError(f"{label}: artist {excerpt(manifest['artist'])} is not {artist}")
     audio = manifest["audio"]
     if not isinstance(audio, Mapping) or not isinstance(audio.get("cid"), str):
         raise VerificationError(f"{label}: audio has no CID")
@@ -69,3 +71,8 @@ def verify_manifest(manifest: Any, artist: str) -> None:
     except VerificationError as e:
         raise VerificationError(f"{label}: {e}") from e
     Terms.from_json(manifest["terms"])
+
+
+def _plain(text: str) -> bool:
+    """Whether an id can go into a message as it is: short, one line, printable."""
+    return len(text) <= 80 and text.isprintable()

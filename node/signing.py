@@ -13,7 +13,7 @@ from typing import Any
 
 import rfc8785
 
-from node.errors import VerificationError
+from node.errors import VerificationError, excerpt
 from node.identity import Identity, b58decode, b58encode, verify_signature
 from node.identity import verification_method as method_of
 
@@ -21,6 +21,11 @@ PROOF_TYPE = "DataIntegrityProof"
 CRYPTOSUITE = "eddsa-jcs-2022"
 PROOF_PURPOSE = "assertionMethod"
 MAX_SAFE_INTEGER = 2**53 - 1
+# Deeper than any Stave document, shallow enough that no JCS step can exhaust Python's stack.
+MAX_DEPTH = 256
+# A 64-byte signature is at most 88 base58btc characters; anything longer is refused before
+# decoding, whose cost grows with the square of the length.
+MAX_PROOF_VALUE = 1 + 88
 
 
 def canonicalize(value: Any) -> bytes:
@@ -30,12 +35,16 @@ def canonicalize(value: Any) -> bytes:
         return bytes(rfc8785.dumps(value))
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
         raise VerificationError(f"document has no JCS form ({e})") from e
+    except RecursionError as e:
+        raise VerificationError("document nests too deeply to canonicalize") from e
 
 
 def _check_jcs_domain(value: Any) -> None:
-    stack = [value]
+    stack = [(value, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise VerificationError(f"document nests deeper than {MAX_DEPTH} levels")
         if isinstance(item, bool) or item is None or isinstance(item, str):
             continue
         if isinstance(item, int):
@@ -48,9 +57,9 @@ def _check_jcs_domain(value: Any) -> None:
             for key in item:
                 if not isinstance(key, str):
                     raise VerificationError("document has a non-string member name")
-            stack.extend(item.values())
+            stack.extend((member, depth + 1) for member in item.values())
         elif isinstance(item, list | tuple):
-            stack.extend(item)
+            stack.extend((member, depth + 1) for member in item)
         else:
             raise VerificationError(f"document holds a {type(item).__name__}, not JSON")
 
@@ -94,18 +103,24 @@ def verify_document(document: Any, did: str) -> None:
     if not isinstance(proof, Mapping):
         raise VerificationError("proof is not a JSON object")
     if proof.get("type") != PROOF_TYPE:
-        raise VerificationError(f"proof type {proof.get('type')!r} is not {PROOF_TYPE}")
+        raise VerificationError(f"proof type {excerpt(proof.get('type'))} is not {PROOF_TYPE}")
     if proof.get("cryptosuite") != CRYPTOSUITE:
-        raise VerificationError(f"cryptosuite {proof.get('cryptosuite')!r} is not {CRYPTOSUITE}")
+        raise VerificationError(
+            f"cryptosuite {excerpt(proof.get('cryptosuite'))} is not {CRYPTOSUITE}"
+        )
     if proof.get("proofPurpose") != PROOF_PURPOSE:
         raise VerificationError(
-            f"proof purpose {proof.get('proofPurpose')!r} is not assertionMethod"
+            f"proof purpose {excerpt(proof.get('proofPurpose'))} is not assertionMethod"
         )
     if proof.get("verificationMethod") != method_of(did):
-        raise VerificationError(f"proof is by {proof.get('verificationMethod')!r}, not {did}")
+        raise VerificationError(
+            f"proof is by {excerpt(proof.get('verificationMethod'))}, not {did}"
+        )
     value = proof.get("proofValue")
     if not isinstance(value, str) or not value.startswith("z"):
         raise VerificationError("proofValue is not a base58btc multibase string")
+    if len(value) > MAX_PROOF_VALUE:
+        raise VerificationError("proofValue is too long for a 64-byte Ed25519 signature")
     try:
         signature = b58decode(value[1:])
     except ValueError as e:

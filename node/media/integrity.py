@@ -198,6 +198,16 @@ def _chunks(
 def chunk_names(
     name: str, f: IO[bytes], size: int, byteorder: Literal["little", "big"], label: str
 ) -> dict[bytes, tuple[int, int]]:
+    f.seek(4)
+    declared = int.from_bytes(f.read(4), byteorder)
+    if declared != size - 8:
+        # mutagen writes its ID3 chunk where the header says the file ends: trusting a wrong
+        # size would publish a corrupt file.
+        raise refuse(
+            name,
+            f"truncated or corrupt {label} file (its header says {declared + 8} bytes,"
+            f" the file holds {size})",
+        )
     found: dict[bytes, tuple[int, int]] = {}
     for chunk_id, start, length in _chunks(f, size, byteorder):
         if start + length > size:

@@ -1,0 +1,105 @@
+"""Run a fuzz target under atheris (libFuzzer, coverage-guided) and say how many inputs it ran.
+
+    python -m fuzz.run TARGET [--runs N] [--seed S]     # one of: feed manifest jcs cid media
+    python -m fuzz.run all [--runs N] [--seed S]        # each target in turn, then a summary
+
+A target's seeds (fuzz/documents.py) start the corpus; libFuzzer mutates them for `--runs`
+inputs, each bounded by the target's timeout. An input that breaks the contract stops the run
+with its traceback, and libFuzzer saves it as `fuzz/crashes/crash-…` to replay with
+`python -m fuzz.run TARGET --replay FILE`. Exit status 0 only if every input held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import atheris  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+CRASHES = Path(__file__).resolve().parent / "crashes"
+DONE = re.compile(rb"Done (\d+) runs in (\d+) second")
+NAMES = ("feed", "manifest", "jcs", "cid", "media")
+
+
+def fuzz_one(name: str, runs: int, seed: int) -> None:
+    """Fuzz one target in this process; libFuzzer exits the process when done."""
+    with atheris.instrument_imports(include=["node", "fuzz", "mutagen", "rfc8785"]):
+        from fuzz.targets import TARGETS
+    target = TARGETS[name]
+    corpus = Path(tempfile.mkdtemp(prefix=f"stave-fuzz-{name}-"))
+    for index, seed_input in enumerate(target.seeds()):
+        (corpus / f"seed-{index}").write_bytes(seed_input)
+    CRASHES.mkdir(exist_ok=True)
+    count = 0
+
+    def one_input(data: bytes) -> None:
+        nonlocal count
+        count += 1
+        target.check(data)
+
+    argv = [
+        sys.argv[0],
+        f"-runs={runs}",
+        f"-seed={seed}",
+        f"-max_len={target.max_len}",
+        f"-timeout={target.timeout_seconds}",
+        "-rss_limit_mb=2048",
+        f"-artifact_prefix={CRASHES}/",
+        "-print_final_stats=1",
+        str(corpus),
+    ]
+    atheris.Setup(argv, one_input)
+    atheris.Fuzz()
+
+
+def replay(name: str, path: Path) -> int:
+    from fuzz.targets import TARGETS
+
+    verdict = TARGETS[name].check(path.read_bytes())
+    print(f"{name}: {path}: {verdict}")
+    return 0
+
+
+def fuzz_all(runs: int, seed: int) -> int:
+    """Each target in its own process; prints one summary line per target."""
+    failed = []
+    for name in NAMES:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "fuzz.run", name, "--runs", str(runs), "--seed", str(seed)],
+            capture_output=True,
+        )
+        seconds = time.monotonic() - started
+        found = DONE.search(done.stderr)
+        inputs = int(found.group(1)) if found else 0
+        if done.returncode != 0 or found is None:
+            failed.append(name)
+            sys.stderr.buffer.write(done.stderr[-4000:])
+            print(f"{name}: FAILED after {inputs} inputs ({seconds:.0f} s)", flush=True)
+        else:
+            print(f"{name}: {inputs} inputs in {seconds:.0f} s, every one held", flush=True)
+    return 1 if failed else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m fuzz.run", description=__doc__.split("\n")[0])
+    parser.add_argument("target", choices=(*NAMES, "all"))
+    parser.add_argument("--runs", type=int, default=10_000, help="inputs per target")
+    parser.add_argument("--seed", type=int, default=1, help="libFuzzer's random seed")
+    parser.add_argument("--replay", type=Path, metavar="FILE", help="check one saved input")
+    args = parser.parse_args()
+    if args.replay:
+        return replay(args.target, args.replay)
+    if args.target == "all":
+        return fuzz_all(args.runs, args.seed)
+    fuzz_one(args.target, args.runs, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
