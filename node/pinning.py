@@ -173,8 +173,6 @@ class PinWorker:
             except StaveError as e:
                 log.warning("pin queue: %s", e)
                 delay = self._retry_min
-            except asyncio.CancelledError:
-                raise
             except Exception:  # the worker's outermost handler: log and keep the queue alive
                 log.exception("pin queue: unexpected error; retrying")
                 delay = self._retry_min
