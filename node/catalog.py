@@ -741,6 +741,7 @@ class CatalogWrite:
         self,
         artist: str,
         *,
+        replacing: tuple[int, str] | None,
         sequence: int,
         body: bytes,
         cid: str,
@@ -750,14 +751,36 @@ class CatalogWrite:
         accepted_at: str,
         name: str,
         tracks: Sequence[Mapping[str, Any]],
-    ) -> None:
-        """Replace the feed accepted from `artist` and all its tracks with this one's."""
-        await self._db.execute(
+    ) -> bool:
+        """Replace the feed accepted from `artist` and all its tracks with this one's — if the
+        feed accepted now is still `replacing` (sequence, CID; None: none was accepted yet).
+
+        Returns False, changing nothing, if the artist is not followed or `replacing` is not
+        what is stored any more.
+        """
+        expected_sequence, expected_cid = replacing if replacing is not None else (None, None)
+        cursor = await self._db.execute(
             "UPDATE follows SET sequence = ?, feed = ?, feed_cid = ?, etag = ?, updated = ?,"
-            " expires = ?, accepted_at = ?, name = ? WHERE artist = ?",
-            (sequence, body, cid, etag, updated, expires, accepted_at, name, artist),
+            " expires = ?, accepted_at = ?, name = ?"
+            " WHERE artist = ? AND sequence IS ? AND feed_cid IS ?",
+            (
+                sequence,
+                body,
+                cid,
+                etag,
+                updated,
+                expires,
+                accepted_at,
+                name,
+                artist,
+                expected_sequence,
+                expected_cid,
+            ),
         )
-        await self._db.execute("DELETE FROM follow_tracks WHERE artist = ?", (artist,))
+        if cursor.rowcount != 1:
+            return False
+        if replacing is not None:
+            await self._db.execute("DELETE FROM follow_tracks WHERE artist = ?", (artist,))
         await self._db.executemany(
             "INSERT INTO follow_tracks (artist, id, position, revision, title, published,"
             " audio_cid, cover_cid, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -776,6 +799,7 @@ class CatalogWrite:
                 for position, manifest in enumerate(tracks)
             ],
         )
+        return True
 
     async def set_follow_etag(self, artist: str, etag: str | None) -> None:
         await self._db.execute("UPDATE follows SET etag = ? WHERE artist = ?", (etag, artist))

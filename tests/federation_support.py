@@ -9,8 +9,9 @@ import sqlite3
 import struct
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import closing
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, closing
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -227,3 +228,85 @@ def silent_wav(path: Path, seconds: float, rate: int = 44100) -> Path:
     header += b"data" + struct.pack("<I", len(data))
     path.write_bytes(header + data)
     return path
+
+
+# --- a node the test controls completely ------------------------------------------------------
+
+
+@dataclass
+class FakeNode:
+    """A Stave-like node the test writes: it holds an artist key, serves `feed` at /feed.json
+    the way `mode` says, and records the WebSub requests sent to its hub."""
+
+    artist: Identity
+    url: str = ""
+    feed: bytes = b""
+    mode: str = "plain"
+    hits: list[str] = field(default_factory=list)
+    hub_requests: list[dict[str, str]] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def fake_node() -> AsyncIterator[FakeNode]:
+    """A FakeNode served on 127.0.0.1 for the length of the block."""
+    sock = loopback_socket()
+    fake = FakeNode(Identity.generate(), url=f"http://127.0.0.1:{sock.getsockname()[1]}/")
+
+    async def node_document(request: web.Request) -> web.Response:
+        return web.Response(
+            body=signed_node_document(fake.artist, fake.url), content_type="application/json"
+        )
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        fake.hits.append(fake.mode)
+        if fake.mode == "drip":  # a valid feed, one byte at a time
+            response = web.StreamResponse(headers={"Content-Length": str(len(fake.feed))})
+            await response.prepare(request)
+            for index in range(len(fake.feed)):
+                await response.write(fake.feed[index : index + 1])
+                await asyncio.sleep(0.25)
+            return response
+        if fake.mode == "chunked":  # no Content-Length: the cap must hold while reading
+            response = web.StreamResponse()
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            for start in range(0, len(fake.feed), 8192):
+                await response.write(fake.feed[start : start + 8192])
+            await response.write_eof()
+            return response
+        return web.Response(body=fake.feed, content_type="application/json")
+
+    async def hub(request: web.Request) -> web.Response:
+        form = await request.post()
+        fake.hub_requests.append({k: str(v) for k, v in form.items()})
+        return web.Response(status=202)
+
+    async def no_mirrors(request: web.Request) -> web.Response:
+        return web.json_response([])
+
+    app = web.Application()
+    app.router.add_get("/.well-known/stave", node_document)
+    app.router.add_get("/feed.json", feed)
+    app.router.add_post("/websub", hub)
+    app.router.add_get("/mirrors", no_mirrors)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
+
+
+def fake_feed(fake: FakeNode, sequence: int, *titles: str, **options: Any) -> bytes:
+    """A feed signed by the fake node's artist, one track (with a made-up CID) per title."""
+    cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    tracks = [signed_track(fake.artist, title, cid) for title in titles]
+    return signed_feed(fake.artist, sequence=sequence, tracks=tracks, url=fake.url, **options)
+
+
+def render_config_for(port: int, name: str, *, private: bool = True, **settings: Any) -> str:
+    """The config.toml text of a test node, private addresses allowed or not."""
+    values = node_settings(port, name, **settings)
+    values["federation.allow_private_addresses"] = private
+    return render_config(values)

@@ -18,16 +18,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from node.catalog import FollowedFeed, FollowRecord, SyncStatus
-from node.cid import CID, UnixFSImporter
+from node.catalog import CatalogWrite, FollowedFeed, FollowRecord, SyncStatus
+from node.cid import UnixFSImporter
 from node.datadir import open_node
-from node.errors import FederationError, InvalidCID, UsageError, VerificationError
+from node.errors import FederationError, UsageError, VerificationError
 from node.federation.context import Federation, now_text
 from node.federation.discovery import fetch_node_document, node_urls
 from node.federation.http import OutboundClient
 from node.federation.mirror import Mirror, ProgressCallback
 from node.federation.subscriber import Subscriber
-from node.feed import FollowState, parse_json, parse_timestamp, verify_feed
+from node.federation.verifier import FeedVerifier, verify_accepted
+from node.feed import FollowState, parse_json, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -107,44 +108,6 @@ def follow_json(follow: FollowRecord, now: datetime | None = None) -> dict[str, 
     }
 
 
-def check_tracks(feed: dict[str, Any]) -> None:
-    """Raise why the verified feed's tracks cannot be stored as they are; else return.
-
-    verify_feed checks signatures and presence; this checks the types the catalog and the
-    gateway rely on, so that a signed but malformed feed is rejected whole, never half-stored.
-    """
-    if not isinstance(feed.get("name"), str):
-        raise VerificationError("feed name is not a string")
-    seen: set[str] = set()
-    for manifest in feed["tracks"]:
-        label = f"track {manifest.get('id')!r}"
-        for key in ("id", "title", "published"):
-            if not isinstance(manifest.get(key), str):
-                raise VerificationError(f"{label}: {key} is not a string")
-        revision = manifest.get("revision")
-        if not isinstance(revision, int) or isinstance(revision, bool):
-            raise VerificationError(f"{label}: revision is not an integer")
-        if manifest["id"] in seen:
-            raise VerificationError(f"{label}: listed twice in the feed")
-        seen.add(manifest["id"])
-        refs = [("audio", manifest["audio"])]
-        if manifest.get("cover") is not None:
-            refs.append(("cover", manifest["cover"]))
-        for what, ref in refs:
-            if not isinstance(ref, dict) or not isinstance(ref.get("cid"), str):
-                raise VerificationError(f"{label}: {what} has no CID")
-            try:
-                CID.parse(ref["cid"])
-            except InvalidCID as e:
-                raise VerificationError(f"{label}: {what} CID is not valid ({e})") from e
-
-
-def _verify(body: bytes, state: FollowState, max_bytes: int, now: datetime) -> dict[str, Any]:
-    feed = verify_feed(body, state, max_bytes=max_bytes, now=now)
-    check_tracks(feed)
-    return feed
-
-
 def _etag(headers: Any) -> str | None:
     value = headers.get("ETag")
     return value if isinstance(value, str) and value.startswith(('"', 'W/"')) else None
@@ -159,11 +122,17 @@ class FollowService:
         *,
         subscriber: Subscriber | None = None,
         mirror: Mirror | None = None,
+        verifier: FeedVerifier | None = None,
     ) -> None:
         self.federation = federation
+        self.verifier = verifier or FeedVerifier()
         self.subscriber = subscriber or Subscriber(federation)
         self.mirror = mirror or Mirror(federation)
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def close(self) -> None:
+        """Stop the verifier's worker processes, if it started any."""
+        self.verifier.close()
 
     # --- follow, unfollow, mirror ---------------------------------------------------------------
 
@@ -377,6 +346,25 @@ class FollowService:
             mirror_errors=tuple(errors),
         )
 
+    @staticmethod
+    async def _replace(
+        tx: CatalogWrite,
+        artist: str,
+        stored: FollowedFeed | None,
+        feed: dict[str, Any],
+        fields: dict[str, Any],
+    ) -> bool:
+        return await tx.accept_feed(
+            artist,
+            replacing=None if stored is None else (stored.sequence, stored.cid),
+            sequence=feed["sequence"],
+            updated=feed["updated"],
+            expires=feed["expires"],
+            name=feed["name"],
+            tracks=feed["tracks"],
+            **fields,
+        )
+
     async def _take(
         self,
         follow: FollowRecord,
@@ -387,34 +375,41 @@ class FollowService:
     ) -> SyncOutcome:
         """Verify `body` against what was accepted before and accept it, or raise why not."""
         catalog = self.federation.catalog
-        stored = await catalog.followed_feed(follow.artist)
+        # A snapshot saying nothing was accepted yet saves two reads; if it is out of date,
+        # the conditional replacement below notices and this is done again from the catalog.
+        stored = None if follow.sequence is None else await catalog.followed_feed(follow.artist)
+        before = [] if stored is None else await catalog.followed_tracks(follow.artist)
         now = datetime.now(UTC)
         max_bytes = self.federation.max_feed_bytes
-        feed = await asyncio.to_thread(_verify, body, _state(follow.artist, stored), max_bytes, now)
+        feed = await self.verifier.verify(body, _state(follow.artist, stored), max_bytes, now)
         if stored is not None and body == stored.body:
             if etag is not None and etag != stored.etag:
                 async with self.federation.transaction() as tx:
                     await tx.set_follow_etag(follow.artist, etag)
             return await self._unchanged(follow, progress, source)
-        async with self.federation.transaction() as tx:
-            latest = await tx.followed_feed(follow.artist)
-            if await tx.follow(follow.artist) is None:
-                raise FederationError(f"{follow.artist}: no longer followed")
-            if latest != stored:  # another process accepted a feed meanwhile
-                feed = _verify(body, _state(follow.artist, latest), max_bytes, now)
-            before = await tx.followed_tracks(follow.artist)
-            await tx.accept_feed(
-                follow.artist,
-                sequence=feed["sequence"],
-                body=body,
-                cid=cid_of_bytes(body),
-                etag=etag,
-                updated=feed["updated"],
-                expires=feed["expires"],
-                accepted_at=now_text(),
-                name=feed["name"],
-                tracks=feed["tracks"],
-            )
+        fields = {
+            "body": body,
+            "cid": cid_of_bytes(body),
+            "etag": etag,
+            "accepted_at": now_text(),
+        }
+        try:
+            async with self.federation.transaction() as tx:
+                if not await self._replace(tx, follow.artist, stored, feed, fields):
+                    # Unfollowed, or another sync (say, another process) accepted a feed meanwhile.
+                    if await tx.follow(follow.artist) is None:
+                        raise FederationError(f"{follow.artist}: no longer followed")
+                    stored = await tx.followed_feed(follow.artist)
+                    if stored is not None and body == stored.body:
+                        raise _AlreadyAccepted
+                    feed = verify_accepted(body, _state(follow.artist, stored), max_bytes, now)
+                    before = await tx.followed_tracks(follow.artist)
+                    if not await self._replace(tx, follow.artist, stored, feed, fields):
+                        raise FederationError(
+                            f"{follow.artist}: the catalog changed during the sync"
+                        )
+        except _AlreadyAccepted:
+            return await self._unchanged(follow, progress, source)
         old = {(t.id, t.revision) for t in before}
         new = {(t["id"], t["revision"]) for t in feed["tracks"]}
         now_ids = {t["id"] for t in feed["tracks"]}
@@ -447,6 +442,10 @@ class FollowService:
         )
 
 
+class _AlreadyAccepted(Exception):
+    """Another sync accepted this very feed while it was being verified."""
+
+
 def _state(artist: str, stored: FollowedFeed | None) -> FollowState:
     if stored is None:
         return FollowState(artist=artist)
@@ -474,6 +473,10 @@ async def open_follows(root: Path) -> AsyncIterator[FollowService]:
         allow_private = node.config["federation.allow_private_addresses"]
         try:
             async with OutboundClient(allow_private=allow_private) as client:
-                yield FollowService(Federation(node, node.catalog, client))
+                service = FollowService(Federation(node, node.catalog, client))
+                try:
+                    yield service
+                finally:
+                    service.close()
         finally:
             node.store.close()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -100,16 +100,27 @@ class RefusedDestination(OSError):
         self.reason = reason
 
 
+AddressPolicy = Callable[[str], str | None]
+
+
 class GuardedResolver(AbstractResolver):
     """A resolver that refuses a name if ANY address it resolves to is refused.
 
     The connector connects only to addresses this resolver returned, so a check here is a check
-    on the address actually connected to.
+    on the address actually connected to. `policy` says why an address is refused (None: it is
+    not); it is `address_refusal` except in tests that need a narrower one on loopback.
     """
 
-    def __init__(self, inner: AbstractResolver | None = None, *, allow_private: bool) -> None:
+    def __init__(
+        self,
+        inner: AbstractResolver | None = None,
+        *,
+        allow_private: bool,
+        policy: AddressPolicy = address_refusal,
+    ) -> None:
         self._inner = inner
         self.allow_private = allow_private
+        self.policy = policy
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -119,7 +130,7 @@ class GuardedResolver(AbstractResolver):
         results = await self._inner.resolve(host, port, family)
         if not self.allow_private:
             for result in results:
-                reason = address_refusal(result["host"])
+                reason = self.policy(result["host"])
                 if reason is not None:
                     raise RefusedDestination(host, result["host"], reason)
         return results
@@ -190,10 +201,12 @@ class OutboundClient:
         allow_private: bool,
         limits: Limits | None = None,
         resolver: AbstractResolver | None = None,
+        policy: AddressPolicy = address_refusal,
     ) -> None:
         self.allow_private = allow_private
         self.limits = limits or Limits()
-        self._resolver = GuardedResolver(resolver, allow_private=allow_private)
+        self.policy = policy
+        self._resolver = GuardedResolver(resolver, allow_private=allow_private, policy=policy)
         self._session: aiohttp.ClientSession | None = None
         self._hosts: dict[tuple[str, str, int | None], asyncio.Semaphore] = {}
 
@@ -230,7 +243,7 @@ class OutboundClient:
         parsed = check_url(url)
         if not self.allow_private:
             address = _literal_address(parsed.raw_host or "")
-            if address is not None and (reason := address_refusal(address)) is not None:
+            if address is not None and (reason := self.policy(address)) is not None:
                 raise FederationError(
                     f"{url!s}: refused: {address} is {reason}"
                     " (set federation.allow_private_addresses to allow it)"

@@ -1,0 +1,93 @@
+"""Verifying followed feeds off the event loop, in worker processes when many wait at once.
+
+Verification is pure CPU (JSON, JCS, SHA-256, Ed25519). A few feeds are verified in a thread; when
+`BULK` or more wait together — a first sync of many follows, say — they go to worker processes
+(started then, reused after), which use every core and keep the web server's GIL free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from node.cid import CID
+from node.errors import InvalidCID, VerificationError
+from node.feed import FollowState, verify_feed
+
+BULK = 8
+
+
+def check_tracks(feed: dict[str, Any]) -> None:
+    """Raise why the verified feed's tracks cannot be stored as they are; else return.
+
+    verify_feed checks signatures and presence; this checks the types the catalog and the
+    gateway rely on, so that a signed but malformed feed is rejected whole, never half-stored.
+    """
+    if not isinstance(feed.get("name"), str):
+        raise VerificationError("feed name is not a string")
+    seen: set[str] = set()
+    for manifest in feed["tracks"]:
+        label = f"track {repr(manifest.get('id'))[:80]}"
+        for key in ("id", "title", "published"):
+            if not isinstance(manifest.get(key), str):
+                raise VerificationError(f"{label}: {key} is not a string")
+        revision = manifest.get("revision")
+        if not isinstance(revision, int) or isinstance(revision, bool):
+            raise VerificationError(f"{label}: revision is not an integer")
+        if manifest["id"] in seen:
+            raise VerificationError(f"{label}: listed twice in the feed")
+        seen.add(manifest["id"])
+        refs = [("audio", manifest["audio"])]
+        if manifest.get("cover") is not None:
+            refs.append(("cover", manifest["cover"]))
+        for what, ref in refs:
+            if not isinstance(ref, dict) or not isinstance(ref.get("cid"), str):
+                raise VerificationError(f"{label}: {what} has no CID")
+            try:
+                CID.parse(ref["cid"])
+            except InvalidCID as e:
+                raise VerificationError(f"{label}: {what} CID is not valid ({e})") from e
+
+
+def verify_accepted(
+    body: bytes, state: FollowState, max_bytes: int, now: datetime
+) -> dict[str, Any]:
+    """The feed in `body` if a follower in `state` may accept and store it; else raise why."""
+    feed = verify_feed(body, state, max_bytes=max_bytes, now=now)
+    check_tracks(feed)
+    return feed
+
+
+class FeedVerifier:
+    """Runs `verify_accepted` off the event loop; `close()` stops its worker processes."""
+
+    def __init__(self, processes: int | None = None) -> None:
+        self.processes = processes or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+        self._waiting = 0
+
+    async def verify(
+        self, body: bytes, state: FollowState, max_bytes: int, now: datetime
+    ) -> dict[str, Any]:
+        """The verified feed, or VerificationError with the reason."""
+        self._waiting += 1
+        try:
+            if self._pool is None and self._waiting >= BULK and self.processes > 1:
+                self._pool = ProcessPoolExecutor(
+                    self.processes, mp_context=multiprocessing.get_context("spawn")
+                )
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._pool, verify_accepted, body, state, max_bytes, now
+            )
+        finally:
+            self._waiting -= 1
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
