@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubo_daemon import kubo_binary
 
 from conftest import FIXTURES, PROJECT_ROOT
 from node.cid import import_path
@@ -313,3 +314,41 @@ def test_export_streams_to_stdout_and_import_reads_stdin(artist_node: Path, tmp_
     assert imported.returncode == 0, imported.stderr
     assert files(restored) == files(artist_node)
     check_node(restored)
+
+
+@pytest.mark.kubo
+def test_every_car_in_the_archive_imports_into_kubo_as_its_file(
+    artist_node: Path, tmp_path: Path
+) -> None:
+    """The CARs are plain CARv1: Kubo's `ipfs dag import` takes each one, and `ipfs cat` of
+    its root gives back the stored file byte for byte."""
+    binary = str(kubo_binary())
+    archive = tmp_path / "backup.tar"
+    ok(stave(artist_node, "export", str(archive)))
+    environment = {**os.environ, "IPFS_PATH": str(tmp_path / "ipfs")}
+
+    def ipfs(*args: str) -> bytes:
+        done = subprocess.run(
+            [binary, *args], capture_output=True, env=environment, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    ipfs("init", "--profile=test", "--empty-repo")
+    cars = tmp_path / "cars"
+    cars.mkdir()
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith("content/")]
+        for member in members:
+            source = tar.extractfile(member)
+            assert source is not None
+            with (cars / Path(member.name).name).open("wb") as out:
+                shutil.copyfileobj(source, out)
+    stored = files(artist_node)
+    assert len(members) == len(stored)
+    for cid in stored:
+        report = json.loads(
+            ipfs("dag", "import", "--stats", "--enc=json", str(cars / f"{cid}.car")).splitlines()[0]
+        )
+        assert report["Root"]["Cid"]["/"] == cid
+        assert ipfs("cat", cid) == (artist_node / "store" / "files" / cid).read_bytes()
