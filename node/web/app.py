@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from node import __version__
+from node import __version__, pinning
 from node.datadir import open_node
 from node.publish import Publisher
 from node.settings import Config
@@ -33,6 +33,7 @@ def create_app(data_dir: Path, *, config: Config | None = None) -> web.Applicati
     app = web.Application(middlewares=[errors.error_middleware])
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_node_context(data_dir, config))
+    pinning.setup(app, NODE)
     app.cleanup_ctx.append(feeds.keep_feed_fresh)
     app.on_response_prepare.append(_response_counter(app[METRICS]))
     signals.setup(app)

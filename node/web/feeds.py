@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node import __version__
+from node import __version__, pinning
 from node.catalog import FeedRecord
 from node.datadir import Node
 from node.errors import StaveError
@@ -78,6 +78,7 @@ class FeedCache:
         self._checked = 0.0
         self._lock = asyncio.Lock()
         self._node_document: bytes | None = None
+        self._node_document_ipns: str | None = None
         catalog = str(node.data.catalog_path)
         self._catalog_files = (catalog, catalog + "-wal")
 
@@ -151,18 +152,20 @@ class FeedCache:
         snapshot = await self.current()
         return None if snapshot is None else snapshot.media_types.get(cid)
 
-    def node_document(self) -> bytes:
-        """The signed `/.well-known/stave` document, signed once per process."""
-        if self._node_document is None:
-            node = self._node
+    async def node_document(self) -> bytes:
+        """The signed `/.well-known/stave` document, signed again when its IPNS name changes."""
+        node = self._node
+        ipns = await pinning.ipns_name(node)
+        if self._node_document is None or self._node_document_ipns != ipns:
             document = build_node_document(
                 artist=node.identity.did,
                 name=node.config["node.name"],
                 base_url=node.base_url,
-                ipns=None,
+                ipns=ipns,
                 software_version=__version__,
             )
             self._node_document = serialize(sign_document(document, node.identity))
+            self._node_document_ipns = ipns
         return self._node_document
 
 
@@ -253,7 +256,7 @@ async def feed_rss(request: web.Request) -> web.Response:
 
 async def node_document(request: web.Request) -> web.Response:
     """The signed StaveNode document (PROTOCOL §7)."""
-    body = request.config_dict[FEEDS].node_document()
+    body = await request.config_dict[FEEDS].node_document()
     return web.Response(
         body=body,
         headers={"Content-Type": FEED_JSON_TYPE, "Cache-Control": "public, max-age=300"},
