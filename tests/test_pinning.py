@@ -630,3 +630,29 @@ async def test_a_kubo_that_refuses_the_secret_leaves_pins_pending(
             assert (queue.pinned, queue.pending) == (2, 0)
     finally:
         daemon.stop()
+
+
+async def test_the_node_document_names_the_ipns_feed(
+    kubo: KuboDaemon, client: KuboClient, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    from node.signing import verify_document
+    from node.web import create_app
+
+    root = kubo_node(tmp_path / "node", kubo.api)
+    ok(await asyncio.to_thread(stave, root, "add", str(FIXTURES / "tone.ogg")))
+    http = await aiohttp_client(create_app(root))
+    deadline = time.monotonic() + 30
+    while True:
+        response = await http.get("/.well-known/stave")
+        assert response.status == 200
+        document = json.loads(await response.read())
+        if document["ipns"] is not None:
+            break
+        assert time.monotonic() < deadline, "the node document never named the IPNS feed"
+        await asyncio.sleep(0.2)
+    assert document["ipns"] == ipns_name(document["artist"])
+    verify_document(document, document["artist"])
+    resolved = await client.name_resolve(document["ipns"])
+    async with open_node(root) as node:
+        latest = await node.catalog.latest_feed()
+    assert latest is not None and resolved == f"/ipfs/{latest.cid}"
