@@ -445,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--rotate", action="store_true", help="replace it with a new one")
     _pinning_commands(command)
     _backup_commands(command)
+    _check_commands(command)
     return parser
 
 
@@ -615,6 +616,52 @@ def _backup_commands(command: Callable[[str, Command, str], argparse.ArgumentPar
         "import", cmd_import, "restore a backup archive into a new, empty data directory"
     )
     restore.add_argument("file", metavar="FILE", help="the archive to read (- for stdin)")
+
+
+# --- checking the node (node/check.py) ---------------------------------------------------------
+
+
+async def cmd_check(args: argparse.Namespace) -> int:
+    from node.check import check_node
+
+    async with open_node(_data_dir(args), exclusive=args.repair) as node:
+        report = await check_node(node, repair=args.repair)
+    if args.json:
+        _print_json(report.to_json())
+        return 0 if report.ok else EXIT_INVALID
+    for finding in report.problems:
+        print(finding)
+    for finding in report.notices:
+        print(f"notice: {finding}")
+    for finding in report.repaired:
+        print(f"repaired: {finding}")
+    summary = (
+        f"Checked {report.files} stored file(s), {report.tracks} track(s), {report.feeds} feed(s): "
+    )
+    summary += f"{len(report.problems)} problem(s)" if report.problems else "all well"
+    if report.notices:
+        summary += f"; {len(report.notices)} notice(s)"
+        if any(f.repairable for f in report.notices):
+            summary += " (`stave check --repair` removes the leftovers)"
+    if report.repaired:
+        summary += f"; repaired {len(report.repaired)}"
+    print(summary, file=sys.stderr)
+    return 0 if report.ok else EXIT_INVALID
+
+
+def _check_commands(command: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
+    check = command(
+        "check",
+        cmd_check,
+        "re-hash every stored file and check the catalog and the feed chain against the store",
+    )
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove content nothing references and leftovers of interrupted writes, re-index"
+        " (needs the node to itself: stop `stave run` first)",
+    )
+    check.add_argument("--json", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -12,7 +14,7 @@ from pathlib import Path
 import platformdirs
 
 from node.catalog import Catalog, open_catalog
-from node.errors import ConfigError, IdentityError
+from node.errors import ConfigError, IdentityError, StoreError
 from node.identity import Identity, create_key_file, load_key_file
 from node.settings import Config, load_config, render_config
 from node.store import Store
@@ -46,6 +48,10 @@ class DataDir:
     @property
     def store_path(self) -> Path:
         return self.root / "store"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "node.lock"
 
     @property
     def token_path(self) -> Path:
@@ -118,11 +124,42 @@ def init_data_dir(root: Path, name: str, url: str | None = None) -> Identity:
 
 
 @asynccontextmanager
-async def open_node(root: Path) -> AsyncIterator[Node]:
-    """Open an initialised data directory; closes the catalog on exit."""
+async def open_node(root: Path, *, exclusive: bool = False) -> AsyncIterator[Node]:
+    """Open an initialised data directory; closes the catalog on exit.
+
+    Every process with a node open holds a shared lock on its `node.lock` until it closes it.
+    `exclusive=True` (a repair that removes unreferenced content) gets the node to itself or
+    raises StoreError at once, so it can never remove what a running `add` or upload has just
+    stored and is about to publish; shared openers wait until such a repair is done.
+    """
     data = DataDir(root)
     config = data.load_config()
     identity = data.load_identity()
-    store = Store(data.store_path)
-    async with open_catalog(data.catalog_path) as catalog:
-        yield Node(data=data, config=config, identity=identity, catalog=catalog, store=store)
+    async with _node_lock(data, exclusive):
+        store = Store(data.store_path)
+        async with open_catalog(data.catalog_path) as catalog:
+            yield Node(data=data, config=config, identity=identity, catalog=catalog, store=store)
+
+
+@asynccontextmanager
+async def _node_lock(data: DataDir, exclusive: bool) -> AsyncIterator[None]:
+    try:
+        fd = os.open(data.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        if exclusive:
+            raise StoreError(f"{data.lock_path}: cannot lock the node ({e.strerror})") from e
+        yield  # a read-only data directory: nothing here can write either
+        return
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            if exclusive:
+                raise StoreError(
+                    f"{data.root}: another stave process has this node open (stave run, add,"
+                    " sync, …); stop it first"
+                ) from e
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)

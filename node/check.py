@@ -1,0 +1,407 @@
+"""Checking a node: is everything it has published still whole, present and consistent?
+
+`check_node` re-hashes every file in the content store, checks the catalog against the store,
+and walks the chain of feed documents. What it finds is of two weights:
+
+- a *problem* is damage: content that no longer hashes to its CID, content the catalog
+  references but the store lacks, a feed document that does not verify or does not follow the
+  one before it, a catalog row that disagrees with the signed document it stands for, and a
+  withdrawn track whose content is still stored (and so still served);
+- a *notice* is what an interrupted write leaves behind — a file nothing references yet, a
+  half-written file in `tmp/` — or mirrored content the next sync has yet to fetch. Publishing
+  stores content before the catalog transaction that references it, so a crash at any moment
+  leaves at most notices, never a problem.
+
+With `repair=True` (the caller must hold the node exclusively: `open_node(exclusive=True)`)
+unreferenced content and leftovers are removed and the block index is brought up to date.
+Damage to referenced content cannot be repaired here: it needs a backup or a mirror.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from node.catalog import FeedRecord, TrackRecord
+from node.cid import CID
+from node.datadir import Node
+from node.errors import StaveError, VerificationError
+from node.feed import FollowState, parse_json, parse_timestamp, verify_feed
+from node.manifest import verify_manifest
+
+# Feed snapshots are small JSON documents; anything larger is not one Stave wrote.
+MAX_FEED_BYTES = 64 * 1024 * 1024
+
+Weight = Literal["problem", "notice"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing `check_node` found: a one-line message about one subject (a CID or a path)."""
+
+    weight: Weight
+    kind: str
+    subject: str
+    message: str
+    repairable: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "weight": self.weight,
+            "kind": self.kind,
+            "subject": self.subject,
+            "message": self.message,
+            "repairable": self.repairable,
+        }
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+@dataclass
+class CheckReport:
+    """What a check found, how much it looked at, and what it repaired."""
+
+    files: int = 0
+    tracks: int = 0
+    feeds: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    repaired: list[Finding] = field(default_factory=list)
+    reindexed: int = 0
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.weight == "problem" and f not in self.repaired]
+
+    @property
+    def notices(self) -> list[Finding]:
+        return [f for f in self.findings if f.weight == "notice" and f not in self.repaired]
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is damaged (notices may remain)."""
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": {"files": self.files, "tracks": self.tracks, "feeds": self.feeds},
+            "problems": [f.to_json() for f in self.problems],
+            "notices": [f.to_json() for f in self.notices],
+            "repaired": [f.to_json() for f in self.repaired],
+            "reindexed": self.reindexed,
+        }
+
+
+async def check_node(node: Node, *, repair: bool = False) -> CheckReport:
+    """Check the node's store, catalog and feed chain; with `repair`, remove what is repairable.
+
+    Never changes anything without `repair`; with it, removes only content nothing references
+    and leftovers of interrupted writes, then re-indexes the store.
+    """
+    report = CheckReport()
+    stored = await asyncio.to_thread(_check_files, node, report)
+    tracks = await node.catalog.tracks(include_withdrawn=True)
+    feeds = await node.catalog.feeds()
+    mirrored = await node.catalog.mirrored_cids()
+    report.tracks = sum(1 for t in tracks if t.withdrawn_at is None)
+    report.feeds = len(feeds)
+    _check_references(report, stored, tracks, feeds, mirrored)
+    _check_tracks(node, report, tracks, stored)
+    await asyncio.to_thread(_check_feed_chain, node, report, feeds, tracks, stored)
+    _find_leftovers(node, report)
+    if repair:
+        await asyncio.to_thread(_repair, node, report)
+    return report
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+def _check_files(node: Node, report: CheckReport) -> dict[str, bool]:
+    """Re-hash every stored file; returns each CID-named file and whether its bytes are whole."""
+    stored: dict[str, bool] = {}
+    for name in sorted(node.store.roots()):
+        report.files += 1
+        try:
+            canonical = str(CID.parse(name).to_v1()) == name
+        except StaveError:
+            canonical = False
+        if not canonical:
+            report.findings.append(
+                Finding(
+                    "notice",
+                    "stray",
+                    _files(node, name),
+                    f"{_files(node, name)} is not named by a CID; nothing can reference it",
+                    repairable=True,
+                )
+            )
+            continue
+        try:
+            whole = node.store.verify(name)
+        except StaveError as e:
+            report.findings.append(Finding("problem", "unreadable", name, f"{name}: {e}"))
+            continue
+        stored[name] = whole
+    return stored
+
+
+def _files(node: Node, name: str) -> str:
+    return str(node.store.root / "files" / name)
+
+
+# --- the catalog against the store -----------------------------------------------------------
+
+
+def _check_references(
+    report: CheckReport,
+    stored: dict[str, bool],
+    tracks: list[TrackRecord],
+    feeds: list[FeedRecord],
+    mirrored: set[str],
+) -> None:
+    own: dict[str, str] = {}  # CID -> what references it, for messages
+    withdrawn: dict[str, str] = {}
+    for track in tracks:
+        for role, cid in (("audio", track.audio_cid), ("cover", track.cover_cid)):
+            if cid is None:
+                continue
+            what = f"track {track.id} ({track.title!r}) {role}"
+            if track.withdrawn_at is None:
+                own[cid] = what
+            else:
+                withdrawn.setdefault(cid, what)
+    for feed in feeds:
+        own[feed.cid] = f"feed {feed.sequence}"
+    for cid, what in own.items():
+        if cid not in stored:
+            report.findings.append(
+                Finding("problem", "missing", cid, f"{what}: {cid} is not in the store")
+            )
+        elif not stored[cid]:
+            report.findings.append(
+                Finding("problem", "corrupt", cid, f"{what}: {cid}'s stored bytes hash differently")
+            )
+    for cid in sorted(mirrored - own.keys()):
+        if cid not in stored:
+            report.findings.append(
+                Finding(
+                    "notice", "pending", cid, f"mirrored {cid} is not fetched yet; sync fetches it"
+                )
+            )
+        elif not stored[cid]:
+            report.findings.append(
+                Finding(
+                    "problem", "corrupt", cid, f"mirrored {cid}'s stored bytes hash differently"
+                )
+            )
+    for cid in sorted(stored.keys() - own.keys() - mirrored):
+        state = "" if stored[cid] else " (and its bytes hash differently)"
+        if cid in withdrawn:
+            report.findings.append(
+                Finding(
+                    "problem",
+                    "withdrawn",
+                    cid,
+                    f"{withdrawn[cid]}: withdrawn, but {cid} is still stored and served{state}",
+                    repairable=True,
+                )
+            )
+        else:
+            report.findings.append(
+                Finding(
+                    "notice",
+                    "orphan",
+                    cid,
+                    f"{cid} is stored but nothing references it{state}",
+                    repairable=True,
+                )
+            )
+
+
+def _check_tracks(
+    node: Node, report: CheckReport, tracks: list[TrackRecord], stored: dict[str, bool]
+) -> None:
+    """Each current track's manifest verifies and agrees with its catalog row and its content."""
+    did = node.identity.did
+    for track in tracks:
+        if track.withdrawn_at is not None:
+            continue
+        manifest = track.manifest
+        label = f"track {track.id}"
+        try:
+            verify_manifest(manifest, did)
+        except VerificationError as e:
+            report.findings.append(Finding("problem", "track", track.id, f"{label}: {e}"))
+            continue
+        row = (track.revision, track.title, track.audio_cid, track.cover_cid)
+        cover = manifest.get("cover")
+        signed = (
+            manifest["revision"],
+            manifest["title"],
+            manifest["audio"]["cid"],
+            cover.get("cid") if isinstance(cover, dict) else None,
+        )
+        if row != signed:
+            report.findings.append(
+                Finding(
+                    "problem",
+                    "track",
+                    track.id,
+                    f"{label}: the catalog says {row}, its signed manifest {signed}",
+                )
+            )
+        for ref in (manifest["audio"], cover):
+            if not isinstance(ref, dict):
+                continue
+            cid = ref.get("cid")
+            if not isinstance(cid, str) or not stored.get(cid):
+                continue
+            size = node.store.size(cid)
+            if ref.get("size") != size:
+                report.findings.append(
+                    Finding(
+                        "problem",
+                        "track",
+                        track.id,
+                        f"{label}: its manifest gives {cid} {ref.get('size')} bytes,"
+                        f" the store holds {size}",
+                    )
+                )
+
+
+# --- the chain of feed documents ---------------------------------------------------------------
+
+
+def _check_feed_chain(
+    node: Node,
+    report: CheckReport,
+    feeds: list[FeedRecord],
+    tracks: list[TrackRecord],
+    stored: dict[str, bool],
+) -> None:
+    """Each feed follows the one before it, verifies, and says what its catalog row says."""
+    previous: FeedRecord | None = None
+    latest: dict[str, Any] | None = None
+    for record in feeds:
+        label = f"feed {record.sequence}"
+
+        def problem(message: str, record: FeedRecord = record, label: str = label) -> None:
+            report.findings.append(Finding("problem", "feed", record.cid, f"{label}: {message}"))
+
+        if previous is None and record.previous is not None:
+            problem(f"the first feed points back at {record.previous}")
+        if previous is not None:
+            if record.sequence != previous.sequence + 1:
+                problem(f"follows feed {previous.sequence}; sequences must increase by one")
+            if record.previous != previous.cid:
+                problem(f"points back at {record.previous}, not at feed {previous.sequence}")
+        previous = record
+        latest = None
+        if not stored.get(record.cid):
+            continue  # missing or corrupt: already a finding
+        try:
+            document = _verified_feed(node, record)
+        except StaveError as e:
+            problem(f"{record.cid} does not verify: {e}")
+            continue
+        for name, in_catalog in (
+            ("sequence", record.sequence),
+            ("previous", record.previous),
+            ("updated", record.updated),
+            ("expires", record.expires),
+        ):
+            if document.get(name) != in_catalog:
+                problem(
+                    f"the catalog says {name} {in_catalog!r}, the document {document.get(name)!r}"
+                )
+        latest = document
+    if latest is not None:
+        _check_latest_feed(report, latest, feeds[-1], tracks)
+
+
+def _verified_feed(node: Node, record: FeedRecord) -> dict[str, Any]:
+    """The feed document under `record.cid`, verified as a follower would when it was issued."""
+    path = node.store.path(record.cid)
+    size = path.stat().st_size
+    if size > MAX_FEED_BYTES:
+        raise VerificationError(f"{size} bytes is too large for a feed document")
+    body = path.read_bytes()
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        raise VerificationError("feed is not a JSON object")
+    issued = parse_timestamp(document.get("updated"), "feed updated")
+    return verify_feed(body, FollowState(node.identity.did), max_bytes=size, now=issued)
+
+
+def _check_latest_feed(
+    report: CheckReport, document: dict[str, Any], record: FeedRecord, tracks: list[TrackRecord]
+) -> None:
+    """The latest feed lists exactly the catalog's current tracks and withdrawals."""
+    listed = [(m.get("id"), m.get("revision")) for m in document["tracks"]]
+    current = [(t.id, t.revision) for t in tracks if t.withdrawn_at is None]
+    if sorted(listed, key=str) != sorted(current, key=str):
+        report.findings.append(
+            Finding(
+                "problem",
+                "feed",
+                record.cid,
+                f"feed {record.sequence} lists {_ids(listed)}, the catalog {_ids(current)}",
+            )
+        )
+    gone = {entry.get("id") for entry in document.get("withdrawn", [])}
+    withdrawn = {t.id for t in tracks if t.withdrawn_at is not None}
+    if gone != withdrawn:
+        report.findings.append(
+            Finding(
+                "problem",
+                "feed",
+                record.cid,
+                f"feed {record.sequence} withdraws {len(gone)} track(s), the catalog"
+                f" {len(withdrawn)}",
+            )
+        )
+
+
+def _ids(pairs: Iterable[tuple[Any, Any]]) -> str:
+    shown = [f"{track_id}@{revision}" for track_id, revision in pairs]
+    return f"{len(shown)} track(s)" + (f" ({', '.join(shown[:3])}…)" if len(shown) > 3 else "")
+
+
+# --- leftovers and repair --------------------------------------------------------------------
+
+
+def _find_leftovers(node: Node, report: CheckReport) -> None:
+    tmp = node.store.root / "tmp"
+    try:
+        names = sorted(entry.name for entry in os.scandir(tmp) if entry.is_file())
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = str(tmp / name)
+        report.findings.append(
+            Finding(
+                "notice",
+                "leftover",
+                path,
+                f"{path} is left from an interrupted write",
+                repairable=True,
+            )
+        )
+
+
+def _repair(node: Node, report: CheckReport) -> None:
+    for finding in report.findings:
+        if not finding.repairable:
+            continue
+        if finding.kind in ("orphan", "withdrawn"):
+            node.store.remove(finding.subject)
+        else:  # stray and leftover findings name a path
+            Path(finding.subject).unlink(missing_ok=True)
+        report.repaired.append(finding)
+    report.reindexed = node.store.repair()
