@@ -118,7 +118,7 @@ def _outcome(changed: bytes, document: Any, verify: Callable[[bytes], Any]) -> s
 
 def escape_positions(body: bytes) -> list[int]:
     """Every byte inside a JSON string escape (`\\"`, `\\\\`, `\\t`, `\\u001f`, …)."""
-    positions = []
+    positions: list[int] = []
     pos = body.find(b"\\")
     while pos != -1:
         length = 6 if body[pos + 1 : pos + 2] == b"u" else 2
