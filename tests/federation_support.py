@@ -4,6 +4,7 @@ of the follow tables. Every socket here is on loopback."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import sqlite3
 import struct
@@ -258,6 +259,13 @@ async def fake_node() -> AsyncIterator[FakeNode]:
         )
 
     async def feed(request: web.Request) -> web.StreamResponse:
+        etag = '"' + hashlib.sha256(fake.feed).hexdigest() + '"'
+        if fake.mode == "error":
+            fake.hits.append("500")
+            return web.Response(status=500, text="down for maintenance")
+        if fake.mode == "plain" and request.headers.get("If-None-Match") == etag:
+            fake.hits.append("304")
+            return web.Response(status=304, headers={"ETag": etag})
         fake.hits.append(fake.mode)
         if fake.mode == "drip":  # a valid feed, one byte at a time
             response = web.StreamResponse(headers={"Content-Length": str(len(fake.feed))})
@@ -274,7 +282,9 @@ async def fake_node() -> AsyncIterator[FakeNode]:
                 await response.write(fake.feed[start : start + 8192])
             await response.write_eof()
             return response
-        return web.Response(body=fake.feed, content_type="application/json")
+        return web.Response(
+            body=fake.feed, content_type="application/json", headers={"ETag": etag}
+        )
 
     async def hub(request: web.Request) -> web.Response:
         form = await request.post()

@@ -24,8 +24,6 @@ log = logging.getLogger(__name__)
 # some fixed allowance for connecting and the first bytes.
 MIN_BYTES_PER_SECOND = 128 * 1024
 BASE_SECONDS = 30.0
-# For content whose signed manifest gives no usable size.
-MAX_CONTENT_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -137,7 +135,13 @@ class Mirror:
         except InvalidCID as e:
             raise VerificationError(f"{item.cid}: not a CID ({e})") from e
         url = f"{base}ipfs/{cid}"
-        limit = item.size if item.size is not None else MAX_CONTENT_BYTES
+        # No bigger than this node accepts from its own artist, whatever a manifest claims.
+        cap: int = self.federation.node.config["server.max_upload_bytes"]
+        if item.size is not None and item.size > cap:
+            raise FederationError(
+                f"{cid}: {item.size} bytes, more than this node keeps (server.max_upload_bytes)"
+            )
+        limit = item.size if item.size is not None else cap
         seconds = BASE_SECONDS + limit / MIN_BYTES_PER_SECOND
         async with self.federation.client.stream(
             url,

@@ -24,7 +24,7 @@ from node.errors import StaveError, UsageError
 from node.federation.context import Federation
 from node.federation.follows import FollowService, SyncOutcome
 from node.federation.hub import Hub, SubscriptionRequest
-from node.federation.subscriber import Subscriber
+from node.federation.subscriber import PENDING_SECONDS, Subscriber
 from node.feed import parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ SUBSCRIPTIONS_SECONDS = 60.0
 MIRRORS_REFRESH_SECONDS = 24 * 3600.0
 BACKOFF_MAX_SECONDS = 6 * 3600.0
 MAX_SYNCS_IN_FLIGHT = 32
+MAX_PENDING_VERIFICATIONS = 64
+SUBSCRIBE_BACKOFF_MAX = 24 * 3600.0
 
 
 def backoff_delay(failures: int, interval: float) -> float:
@@ -72,6 +74,9 @@ class FederationRuntime:
         self._next_poll: dict[str, float] = {}
         self._mirrors_learned: dict[str, float] = {}
         self._syncing: set[str] = set()
+        self._subscribe_tries: dict[str, tuple[int, float]] = {}
+        self._failures: dict[str, int] = {}  # failed polls in a row, per artist
+        self._verifying = 0
         self._in_flight = asyncio.Semaphore(MAX_SYNCS_IN_FLIGHT)
         self._wake = asyncio.Event()
 
@@ -124,9 +129,20 @@ class FederationRuntime:
         self._next_poll[artist] = time.monotonic() + poll_delay(self.interval)
         return outcome
 
-    def verify_intent(self, request: SubscriptionRequest) -> asyncio.Task[Any]:
-        """A subscription request was accepted (202): verify its intent in the background."""
-        return self.spawn(self.hub.verify_intent(request), f"intent of {request.callback}")
+    def verify_intent(self, request: SubscriptionRequest) -> asyncio.Task[Any] | None:
+        """Verify a subscription request's intent in the background; None, doing nothing, when
+        too many verifications are already under way (the hub route then answers 503)."""
+        if self._verifying >= MAX_PENDING_VERIFICATIONS:
+            return None
+        self._verifying += 1
+
+        async def verify() -> bool:
+            try:
+                return await self.hub.verify_intent(request)
+            finally:
+                self._verifying -= 1
+
+        return self.spawn(verify(), f"intent of {request.callback}")
 
     def wake(self) -> None:
         """Look at the follows again now (after a follow added by this process, say)."""
@@ -161,6 +177,7 @@ class FederationRuntime:
                 for artist in list(self._next_poll):
                     if artist not in known:
                         del self._next_poll[artist]
+                        self._failures.pop(artist, None)
                 for follow in follows:
                     if follow.artist not in self._next_poll:
                         self._next_poll[follow.artist] = self._first_poll(follow, now)
@@ -189,10 +206,12 @@ class FederationRuntime:
         for follow, outcome in zip(follows, outcomes, strict=True):
             now = time.monotonic()
             if outcome.verdict == "rejected":
-                failures = follow.failures + 1
+                failures = self._failures.get(follow.artist, follow.failures) + 1
+                self._failures[follow.artist] = failures
                 self._next_poll[follow.artist] = now + backoff_delay(failures, self.interval)
                 log.info("sync of %s rejected: %s", follow.artist, outcome.reason)
             else:
+                self._failures[follow.artist] = 0
                 self._next_poll[follow.artist] = now + poll_delay(self.interval)
         return list(outcomes)
 
@@ -213,14 +232,30 @@ class FederationRuntime:
     async def _subscription_loop(self) -> None:
         await asyncio.sleep(min(1.0, self.tick * 2))
         while True:
-            follows = await self.federation.catalog.follows()
-            for follow in await self.subscriber.due(follows):
-                try:
-                    await self.subscriber.subscribe(follow)
-                except StaveError as e:
-                    log.info("websub: subscribing to %s: %s", follow.hub_url, e)
-            await self.subscriber.forget_stale({f.artist for f in follows})
+            await self.keep_subscriptions()
             await asyncio.sleep(SUBSCRIPTIONS_SECONDS)
+
+    async def keep_subscriptions(self) -> None:
+        """Ask for every subscription that is missing or lapsing. A hub that never confirms is
+        asked again with exponential backoff (its node may not reach this one's callback)."""
+        follows = await self.federation.catalog.follows()
+        due = await self.subscriber.due(follows)
+        due_artists = {f.artist for f in due}
+        for artist in list(self._subscribe_tries):
+            if artist not in due_artists:  # confirmed, or no longer followed
+                del self._subscribe_tries[artist]
+        now = time.monotonic()
+        for follow in due:
+            tries, after = self._subscribe_tries.get(follow.artist, (0, 0.0))
+            if now < after:
+                continue
+            try:
+                await self.subscriber.subscribe(follow)
+            except StaveError as e:
+                log.info("websub: subscribing to %s: %s", follow.hub_url, e)
+            delay = min(SUBSCRIBE_BACKOFF_MAX, PENDING_SECONDS * 2**tries)
+            self._subscribe_tries[follow.artist] = (tries + 1, now + delay)
+        await self.subscriber.forget_stale({f.artist for f in follows})
 
     async def _hub_loop(self) -> None:
         while True:

@@ -52,7 +52,11 @@ async def hub(request: web.Request) -> web.Response:
     form = await request.post()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     subscription = runtime.hub.check_request(fields)
-    runtime.verify_intent(subscription)
+    if runtime.verify_intent(subscription) is None:
+        raise web.HTTPServiceUnavailable(
+            text="The hub is verifying too many subscriptions; try again later.\n",
+            headers={"Retry-After": "60"},
+        )
     return web.Response(status=202, text="Accepted; the callback will be asked to confirm.\n")
 
 
