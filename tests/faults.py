@@ -80,19 +80,20 @@ def kill_trials(
     *,
     trials: int,
     max_delay: float,
+    min_delay: float = 0.0,
     seed: int,
     env: dict[str, str] | None = None,
     timeout: float = 120,
 ) -> list[KillTrial]:
     """Run `command(n)` for n in range(trials), SIGKILL it after a uniform random delay in
-    [0, max_delay) drawn from `seed`, wait for it, then call `check(trial)`.
+    [min_delay, max_delay) drawn from `seed`, wait for it, then call `check(trial)`.
 
     Only the process started here is ever signalled, by its pid. Returns every trial.
     """
     rng = random.Random(seed)
     done = []
     for number in range(trials):
-        delay = rng.uniform(0, max_delay)
+        delay = rng.uniform(min_delay, max_delay)
         process = subprocess.Popen(
             command(number),
             stdout=subprocess.DEVNULL,
@@ -116,3 +117,18 @@ def kill_trials(
         check(trial)
         done.append(trial)
     return done
+
+
+def time_phases(command: Sequence[str], started_writing: Callable[[], bool]) -> tuple[float, float]:
+    """Run `command` to its end once; return (seconds until `started_writing()` first held,
+    seconds until it exited). Kill delays drawn around these spread over the real work."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=clean_environment())
+    writing = None
+    while process.poll() is None:
+        if writing is None and started_writing():
+            writing = time.monotonic() - started
+        time.sleep(0.001)
+    total = time.monotonic() - started
+    assert process.returncode == 0, f"{command} failed uninterrupted"
+    return (writing if writing is not None else 0.0), total

@@ -1,0 +1,154 @@
+"""Crash safety of `stave add`: SIGKILL at random moments, then the node must still be whole.
+
+A ~20 MB WAV is published again and again by `stave add`, each run killed after a delay drawn
+uniformly (seeded) from the whole length of an uninterrupted add, from interpreter start-up to
+the last fsync. After every kill:
+
+- the node checks clean: `check_node` (the service behind `stave check`, and the command itself
+  every ten trials) finds no problem — only notices of what the interrupted write left: a
+  half-written file in `tmp/`, or tagged audio stored but not yet referenced;
+- nothing published before is lost: every earlier track is still listed, its content is present
+  and re-hashes to its CID (the check re-hashes every stored file), the feed chain verifies;
+- the killed add either published its track completely or not at all.
+
+Every tenth trial, `stave check --repair` removes the leftovers, and an uninterrupted
+`stave add` must work. With the embedded store nothing else is pending after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from faults import (
+    KillTrial,
+    clean_environment,
+    kill_trials,
+    stave_command,
+    time_phases,
+    write_wav,
+)
+
+from conftest import FIXTURES
+from node.check import CheckReport, check_node
+from node.datadir import init_data_dir, open_node
+from node.publish import Publisher
+
+TRIALS = 30
+SEED = 7
+
+
+def stave(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        stave_command(root, *args),
+        capture_output=True,
+        text=True,
+        env=clean_environment(),
+        timeout=120,
+    )
+
+
+async def inspect(root: Path) -> tuple[CheckReport, dict[str, str]]:
+    """The check's report and every current track (id → audio CID)."""
+    async with open_node(root) as node:
+        report = await check_node(node)
+        tracks = {t.id: t.audio_cid for t in await node.catalog.tracks()}
+    return report, tracks
+
+
+def test_stave_add_killed_at_random_moments_loses_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "node"
+    init_data_dir(root, "Ada Example", "http://127.0.0.1:8080/")
+
+    async def publish_baseline() -> None:
+        async with open_node(root) as node:
+            await Publisher(node).publish_feed()
+            await Publisher(node).add_many([FIXTURES / "tone.mp3", FIXTURES / "tone.flac"])
+
+    asyncio.run(publish_baseline())
+    wav = write_wav(tmp_path / "session.wav", 20_000_000, seed=SEED)
+
+    # An uninterrupted add, timed: when it starts writing into the store (after the interpreter
+    # has started and the node is open) and when it is done. Kills are drawn from a little
+    # before the first to a little after the second: over every step of the add itself.
+    tmp = root / "store" / "tmp"
+    writing, total = time_phases(stave_command(root, "add", str(wav)), lambda: any(tmp.iterdir()))
+    earliest, latest = 0.75 * writing, 1.1 * total
+
+    report, published = asyncio.run(inspect(root))
+    assert report.ok and not report.notices and len(published) == 3
+    outcomes: Counter[str] = Counter()
+
+    def after_kill(trial: KillTrial) -> None:
+        if not trial.killed:
+            assert trial.returncode == 0, trial.stderr
+        report, tracks = asyncio.run(inspect(root))
+        assert report.ok, [str(p) for p in report.problems]
+        assert {n.kind for n in report.notices} <= {"leftover", "orphan"}, report.notices
+        lost = published.keys() - tracks.keys()
+        assert not lost, f"trial {trial.number}: lost {lost}"
+        assert all(tracks[track_id] == cid for track_id, cid in published.items())
+        new = tracks.keys() - published.keys()
+        assert len(new) <= 1 and (trial.killed or len(new) == 1)
+        published.update(tracks)
+        outcomes[_outcome(trial, report, new)] += 1
+        if trial.number % 10 == 9:
+            _repair_then_add(root, published)
+
+    trials = kill_trials(
+        lambda _: stave_command(root, "add", str(wav)),
+        after_kill,
+        trials=TRIALS,
+        min_delay=earliest,
+        max_delay=latest,
+        seed=SEED,
+    )
+    _repair_then_add(root, published)
+    with capsys.disabled():
+        tally = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+        print(
+            f"\n  crash: {len(trials)} kill trials of stave add, {earliest:.2f}–{latest:.2f} s"
+            f" after start ({tally})",
+            end="",
+        )
+    assert len(trials) >= 30
+    # The kills landed all over the add, not only before it began or after it ended.
+    assert outcomes["killed while writing (leftover in tmp/)"] >= 3
+    assert outcomes["killed after publishing"] + outcomes["ran to the end"] >= 1
+
+
+def _outcome(trial: KillTrial, report: CheckReport, new: set[str]) -> str:
+    kinds = {n.kind for n in report.notices}
+    if not trial.killed:
+        return "ran to the end"
+    if new:
+        return "killed after publishing"
+    if "orphan" in kinds:
+        return "killed between storing and publishing (orphan)"
+    if "leftover" in kinds:
+        return "killed while writing (leftover in tmp/)"
+    return "killed before it wrote anything"
+
+
+def _repair_then_add(root: Path, published: dict[str, str]) -> None:
+    """`stave check` passes as it is, `--repair` leaves nothing behind, and `stave add` works."""
+    check = stave(root, "check")
+    assert check.returncode == 0 and "problem" not in check.stderr, check.stderr
+    repair = stave(root, "check", "--repair", "--json")
+    assert repair.returncode == 0, repair.stderr
+    assert json.loads(repair.stdout)["notices"] == []
+    report, tracks = asyncio.run(inspect(root))
+    assert report.ok and not report.notices and not report.problems
+    assert list((root / "store" / "tmp").iterdir()) == []
+    added = stave(root, "add", str(FIXTURES / "tone.ogg"), "--json")
+    assert added.returncode == 0, added.stderr
+    (manifest,) = json.loads(added.stdout)
+    _, tracks = asyncio.run(inspect(root))
+    assert manifest["id"] in tracks and published.keys() <= tracks.keys()
+    published.update(tracks)
