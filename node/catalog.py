@@ -248,6 +248,24 @@ class FollowedTrack:
 
 
 @dataclass(frozen=True)
+class FeedReplacement:
+    """A verified feed to store for a followed artist, in place of `replacing` (its sequence
+    and CID; None when none was accepted yet) — only if that is still what is stored."""
+
+    artist: str
+    replacing: tuple[int, str] | None
+    sequence: int
+    body: bytes
+    cid: str
+    etag: str | None
+    updated: str
+    expires: str
+    accepted_at: str
+    name: str
+    tracks: Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
 class SyncStatus:
     """How one sync attempt went; `error` None means the feed was accepted or unchanged."""
 
@@ -737,56 +755,51 @@ class CatalogWrite:
         await self._db.execute("DELETE FROM follows WHERE artist = ?", (artist,))
         await self._db.execute("DELETE FROM known_mirrors WHERE via = ?", (artist,))
 
-    async def accept_feed(
-        self,
-        artist: str,
-        *,
-        replacing: tuple[int, str] | None,
-        sequence: int,
-        body: bytes,
-        cid: str,
-        etag: str | None,
-        updated: str,
-        expires: str,
-        accepted_at: str,
-        name: str,
-        tracks: Sequence[Mapping[str, Any]],
-    ) -> bool:
-        """Replace the feed accepted from `artist` and all its tracks with this one's — if the
-        feed accepted now is still `replacing` (sequence, CID; None: none was accepted yet).
-
-        Returns False, changing nothing, if the artist is not followed or `replacing` is not
-        what is stored any more.
-        """
-        expected_sequence, expected_cid = replacing if replacing is not None else (None, None)
-        cursor = await self._db.execute(
+    async def accept_feeds(self, replacements: Sequence[FeedReplacement]) -> list[bool]:
+        """Store each replacement — the feed's exact bytes and all its tracks instead of the
+        ones stored — if its artist is followed and `replacing` is what is stored now; which
+        ones were stored, in order. One artist at most once per call."""
+        current: dict[str, tuple[int | None, str | None]] = {}
+        artists = [r.artist for r in replacements]
+        for start in range(0, len(artists), 500):
+            chunk = artists[start : start + 500]
+            sql = "SELECT artist, sequence, feed_cid FROM follows WHERE artist IN ("
+            sql += ", ".join("?" * len(chunk)) + ")"
+            async with self._db.execute(sql, chunk) as cursor:
+                current.update({row[0]: (row[1], row[2]) for row in await cursor.fetchall()})
+        stored = [
+            r.artist in current and current[r.artist] == (r.replacing or (None, None))
+            for r in replacements
+        ]
+        chosen = [r for r, ok in zip(replacements, stored, strict=True) if ok]
+        await self._db.executemany(
             "UPDATE follows SET sequence = ?, feed = ?, feed_cid = ?, etag = ?, updated = ?,"
-            " expires = ?, accepted_at = ?, name = ?"
-            " WHERE artist = ? AND sequence IS ? AND feed_cid IS ?",
-            (
-                sequence,
-                body,
-                cid,
-                etag,
-                updated,
-                expires,
-                accepted_at,
-                name,
-                artist,
-                expected_sequence,
-                expected_cid,
-            ),
+            " expires = ?, accepted_at = ?, name = ? WHERE artist = ?",
+            [
+                (
+                    r.sequence,
+                    r.body,
+                    r.cid,
+                    r.etag,
+                    r.updated,
+                    r.expires,
+                    r.accepted_at,
+                    r.name,
+                    r.artist,
+                )
+                for r in chosen
+            ],
         )
-        if cursor.rowcount != 1:
-            return False
-        if replacing is not None:
-            await self._db.execute("DELETE FROM follow_tracks WHERE artist = ?", (artist,))
+        await self._db.executemany(
+            "DELETE FROM follow_tracks WHERE artist = ?",
+            [(r.artist,) for r in chosen if r.replacing is not None],
+        )
         await self._db.executemany(
             "INSERT INTO follow_tracks (artist, id, position, revision, title, published,"
             " audio_cid, cover_cid, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    artist,
+                    r.artist,
                     manifest["id"],
                     position,
                     manifest["revision"],
@@ -796,10 +809,15 @@ class CatalogWrite:
                     (manifest.get("cover") or {}).get("cid"),
                     json.dumps(manifest, ensure_ascii=False, separators=(",", ":")),
                 )
-                for position, manifest in enumerate(tracks)
+                for r in chosen
+                for position, manifest in enumerate(r.tracks)
             ],
         )
-        return True
+        return stored
+
+    async def accept_feed(self, replacement: FeedReplacement) -> bool:
+        """`accept_feeds` for one: False, changing nothing, if it could not be stored."""
+        return (await self.accept_feeds([replacement]))[0]
 
     async def set_follow_etag(self, artist: str, etag: str | None) -> None:
         await self._db.execute("UPDATE follows SET etag = ? WHERE artist = ?", (etag, artist))

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from node.catalog import CatalogWrite, FollowedFeed, FollowRecord, SyncStatus
+from node.catalog import FeedReplacement, FollowedFeed, FollowRecord, SyncStatus
 from node.cid import UnixFSImporter
 from node.datadir import open_node
 from node.errors import FederationError, UsageError, VerificationError
@@ -27,7 +27,7 @@ from node.federation.discovery import fetch_node_document, node_urls
 from node.federation.http import OutboundClient
 from node.federation.mirror import Mirror, ProgressCallback
 from node.federation.subscriber import Subscriber
-from node.federation.verifier import FeedVerifier, verify_accepted
+from node.federation.verifier import BULK, FeedVerifier, verify_accepted
 from node.feed import FollowState, parse_json, parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ class FollowService:
     ) -> None:
         self.federation = federation
         self.verifier = verifier or FeedVerifier()
+        self._writer = FeedWriter(federation)
         self.subscriber = subscriber or Subscriber(federation)
         self.mirror = mirror or Mirror(federation)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -250,6 +251,8 @@ class FollowService:
     async def sync_all(self) -> list[SyncOutcome]:
         """One sync round of every followed artist; statuses are recorded together at the end."""
         follows = await self.federation.catalog.follows()
+        if len(follows) >= BULK:
+            self.verifier.start()  # the workers start while the feeds are fetched
         outcomes = await asyncio.gather(
             *(self.sync(f.artist, follow=f, record=False) for f in follows)
         )
@@ -346,25 +349,6 @@ class FollowService:
             mirror_errors=tuple(errors),
         )
 
-    @staticmethod
-    async def _replace(
-        tx: CatalogWrite,
-        artist: str,
-        stored: FollowedFeed | None,
-        feed: dict[str, Any],
-        fields: dict[str, Any],
-    ) -> bool:
-        return await tx.accept_feed(
-            artist,
-            replacing=None if stored is None else (stored.sequence, stored.cid),
-            sequence=feed["sequence"],
-            updated=feed["updated"],
-            expires=feed["expires"],
-            name=feed["name"],
-            tracks=feed["tracks"],
-            **fields,
-        )
-
     async def _take(
         self,
         follow: FollowRecord,
@@ -387,16 +371,28 @@ class FollowService:
                 async with self.federation.transaction() as tx:
                     await tx.set_follow_etag(follow.artist, etag)
             return await self._unchanged(follow, progress, source)
-        fields = {
-            "body": body,
-            "cid": cid_of_bytes(body),
-            "etag": etag,
-            "accepted_at": now_text(),
-        }
-        try:
-            async with self.federation.transaction() as tx:
-                if not await self._replace(tx, follow.artist, stored, feed, fields):
-                    # Unfollowed, or another sync (say, another process) accepted a feed meanwhile.
+        cid, accepted_at = cid_of_bytes(body), now_text()
+
+        def replacement(stored: FollowedFeed | None, feed: dict[str, Any]) -> FeedReplacement:
+            return FeedReplacement(
+                artist=follow.artist,
+                replacing=None if stored is None else (stored.sequence, stored.cid),
+                sequence=feed["sequence"],
+                body=body,
+                cid=cid,
+                etag=etag,
+                updated=feed["updated"],
+                expires=feed["expires"],
+                accepted_at=accepted_at,
+                name=feed["name"],
+                tracks=feed["tracks"],
+            )
+
+        if not await self._writer.accept(replacement(stored, feed)):
+            # Unfollowed, or another sync (say, another process) accepted a feed meanwhile:
+            # look again, and verify against what is stored now.
+            try:
+                async with self.federation.transaction() as tx:
                     if await tx.follow(follow.artist) is None:
                         raise FederationError(f"{follow.artist}: no longer followed")
                     stored = await tx.followed_feed(follow.artist)
@@ -404,12 +400,12 @@ class FollowService:
                         raise _AlreadyAccepted
                     feed = verify_accepted(body, _state(follow.artist, stored), max_bytes, now)
                     before = await tx.followed_tracks(follow.artist)
-                    if not await self._replace(tx, follow.artist, stored, feed, fields):
+                    if not await tx.accept_feed(replacement(stored, feed)):
                         raise FederationError(
                             f"{follow.artist}: the catalog changed during the sync"
                         )
-        except _AlreadyAccepted:
-            return await self._unchanged(follow, progress, source)
+            except _AlreadyAccepted:
+                return await self._unchanged(follow, progress, source)
         old = {(t.id, t.revision) for t in before}
         new = {(t["id"], t["revision"]) for t in feed["tracks"]}
         now_ids = {t["id"] for t in feed["tracks"]}
@@ -440,6 +436,48 @@ class FollowService:
             removed=removed,
             mirror_errors=tuple(errors),
         )
+
+
+class FeedWriter:
+    """Stores accepted feeds, many to a transaction when they come together (group commit).
+
+    Each feed's replacement is whole inside one transaction; feeds verified while a transaction
+    is being written wait and go together in the next, so a first sync of many follows costs a
+    few transactions, not one each.
+    """
+
+    MAX_BATCH = 256
+
+    def __init__(self, federation: Federation) -> None:
+        self.federation = federation
+        self._pending: list[tuple[FeedReplacement, asyncio.Future[bool]]] = []
+        self._writing = asyncio.Lock()
+
+    async def accept(self, replacement: FeedReplacement) -> bool:
+        """Whether the replacement was stored (see `CatalogWrite.accept_feeds`)."""
+        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((replacement, mine))
+        while not mine.done():
+            async with self._writing:
+                if mine.done():
+                    break
+                batch = self._pending[: self.MAX_BATCH]
+                del self._pending[: self.MAX_BATCH]
+                try:
+                    async with self.federation.transaction() as tx:
+                        stored = await tx.accept_feeds([item for item, _ in batch])
+                except asyncio.CancelledError:
+                    # Rolled back; the others' feeds go in the next writer's transaction.
+                    self._pending[:0] = [(item, f) for item, f in batch if f is not mine]
+                    raise
+                except Exception as e:
+                    for _, waiting in batch:
+                        waiting.set_exception(e)
+                        waiting.exception()  # retrieved: each waiter raises it itself
+                else:
+                    for (_, waiting), ok in zip(batch, stored, strict=True):
+                        waiting.set_result(ok)
+        return mine.result()
 
 
 class _AlreadyAccepted(Exception):

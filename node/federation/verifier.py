@@ -76,16 +76,23 @@ class FeedVerifier:
         """The verified feed, or VerificationError with the reason."""
         self._waiting += 1
         try:
-            if self._pool is None and self._waiting >= BULK and self.processes > 1:
-                self._pool = ProcessPoolExecutor(
-                    self.processes, mp_context=multiprocessing.get_context("spawn")
-                )
+            if self._waiting >= BULK:
+                self.start()
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
                 self._pool, verify_accepted, body, state, max_bytes, now
             )
         finally:
             self._waiting -= 1
+
+    def start(self) -> None:
+        """Start the worker processes now (a bulk of feeds is coming), if there are to be any."""
+        if self._pool is None and self.processes > 1:
+            self._pool = ProcessPoolExecutor(
+                self.processes, mp_context=multiprocessing.get_context("spawn")
+            )
+            for _ in range(self.processes):  # each submission starts one worker, up to the max
+                self._pool.submit(int)
 
     def close(self) -> None:
         if self._pool is not None:
