@@ -19,6 +19,7 @@ from node.errors import InvalidCID, VerificationError
 from node.feed import FollowState, verify_feed
 
 BULK = 8
+MAX_PROCESSES = 4
 
 
 def check_tracks(feed: dict[str, Any]) -> None:
@@ -66,7 +67,7 @@ class FeedVerifier:
     """Runs `verify_accepted` off the event loop; `close()` stops its worker processes."""
 
     def __init__(self, processes: int | None = None) -> None:
-        self.processes = processes or os.cpu_count() or 1
+        self.processes = processes or min(MAX_PROCESSES, os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
         self._waiting = 0
 
