@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,9 +131,19 @@ def create_key_file(path: Path, passphrase: str | None) -> Identity:
 
 
 def load_key_file(path: Path, passphrase: str | None) -> Identity:
-    """Read the artist's key; IdentityError with the reason when it cannot be used."""
+    """Read the artist's key; IdentityError with the reason when it cannot be used.
+
+    A key file that group or others may read or write is refused before it is read.
+    """
     try:
-        pem = path.read_bytes()
+        with path.open("rb") as key_file:
+            mode = stat.S_IMODE(os.fstat(key_file.fileno()).st_mode)
+            if mode & 0o066:
+                raise IdentityError(
+                    f"{path}: mode {mode:04o} lets group or others read or write the key;"
+                    f" run `chmod 600 {path}`"
+                )
+            pem = key_file.read()
     except FileNotFoundError as e:
         raise IdentityError(f"{path}: no key; run `stave init` first") from e
     except OSError as e:
