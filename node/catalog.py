@@ -6,6 +6,7 @@ migrations applied in order inside one transaction each; `PRAGMA user_version` r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -414,6 +415,8 @@ class Catalog:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        # One connection serves the whole process: its transactions must take turns.
+        self._write_lock = asyncio.Lock()
 
     async def tracks(self, *, include_withdrawn: bool = False) -> list[TrackRecord]:
         """Tracks newest first (by publication time, then by the order they were added)."""
@@ -486,19 +489,21 @@ class Catalog:
     async def transaction(self) -> AsyncIterator[CatalogWrite]:
         """A write transaction that holds the database's write lock from its start.
 
-        Everything inside commits together or not at all.
+        Everything inside commits together or not at all. Transactions from coroutines of the
+        same process wait for each other; other processes wait on SQLite's busy timeout.
         """
-        try:
-            await self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as e:
-            raise CatalogError(f"catalog is busy or locked ({e})") from e
-        try:
-            yield CatalogWrite(self._db)
-        except BaseException:
-            await self._db.rollback()
-            raise
-        else:
-            await self._db.commit()
+        async with self._write_lock:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise CatalogError(f"catalog is busy or locked ({e})") from e
+            try:
+                yield CatalogWrite(self._db)
+            except BaseException:
+                await self._db.rollback()
+                raise
+            else:
+                await self._db.commit()
 
     # --- backup and restore (node/backup.py) ------------------------------------------------
 
