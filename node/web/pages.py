@@ -1,6 +1,8 @@
-"""The public HTML pages: the artist page, one page per track, and the terms page.
+"""The public HTML pages: the artist page, one page per track, the terms page, and the
+embeddable one-track player.
 
-Server-rendered, readable without JavaScript. Content is linked by CID under /ipfs/.
+Server-rendered, readable without JavaScript; web/static/stave.js then adds the player and
+checks the artist's signatures in the browser. Content is linked by CID under /ipfs/.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from aiohttp import web
 from node.catalog import TrackRecord
 from node.errors import TrackNotFound
 from node.terms import DATA_MINING_USES, Terms
+from node.web import csp
 from node.web.signals import policy_url
 from node.web.state import NODE, PUBLISHER
 from node.web.templates import STATIC_PREFIX, render, static_dir
@@ -47,6 +50,20 @@ def track_id_from_path(raw: str) -> str:
     return f"urn:uuid:{parsed}"
 
 
+def no_ai_words(terms: Terms) -> str:
+    """The uses the terms refuse, as one sentence beside the "Not for AI training" mark."""
+    refused = [
+        _USE_LABELS[use][0].lower() + _USE_LABELS[use][1:]
+        for use in DATA_MINING_USES
+        if terms.data_mining[use] == "notAllowed"
+    ]
+    return (
+        "Without the artist's permission this recording may not be used for "
+        + ", ".join(refused)
+        + ". These terms are also written into the file and signed by the artist."
+    )
+
+
 def _size_in_words(size: int) -> str:
     if size >= 1024 * 1024:
         return f"{size / (1024 * 1024):.1f} MiB"
@@ -73,13 +90,16 @@ class TrackView:
     media_type: str
     size_words: str
     cover_cid: str | None
+    cover_type: str
     license_words: str
     license_url: str
     copyright: str
     no_ai_training: bool
+    no_ai_words: str
     terms: Terms
     terms_words: str
     manifest_json: str
+    manifest_compact: str
 
     @classmethod
     def of(cls, track: TrackRecord) -> TrackView:
@@ -101,13 +121,16 @@ class TrackView:
             media_type=str(manifest["audio"]["mediaType"]),
             size_words=_size_in_words(int(manifest["audio"]["size"])),
             cover_cid=track.cover_cid,
+            cover_type=str((manifest.get("cover") or {}).get("mediaType", "")),
             license_words=terms.license_in_words(),
             license_url=terms.license_url,
             copyright=terms.copyright,
             no_ai_training=terms.ai_training == "notAllowed",
+            no_ai_words=no_ai_words(terms),
             terms=terms,
             terms_words=terms.in_words(),
             manifest_json=json.dumps(manifest, indent=2, ensure_ascii=False),
+            manifest_compact=json.dumps(manifest, separators=(",", ":"), ensure_ascii=False),
         )
 
 
@@ -119,7 +142,12 @@ async def artist_page(request: web.Request) -> web.Response:
     return render(
         request,
         "artist.html",
-        {"terms": terms, "no_ai_training": terms.ai_training == "notAllowed", "tracks": tracks},
+        {
+            "terms": terms,
+            "no_ai_training": terms.ai_training == "notAllowed",
+            "tracks": tracks,
+            "follow_url": node.base_url,
+        },
     )
 
 
@@ -138,7 +166,29 @@ async def track_page(request: web.Request) -> web.Response:
             },
             status=410,
         )
-    return render(request, "track.html", {"track": TrackView.of(track)})
+    view = TrackView.of(track)
+    embed_url = f"{request.config_dict[NODE].base_url}embed/{view.uuid}"
+    return render(request, "track.html", {"track": view, "embed_url": embed_url})
+
+
+async def embed_page(request: web.Request) -> web.Response:
+    """`GET /embed/{id}`: one track's player with minimal chrome, for other sites to frame.
+
+    The only page that may be framed (CSP `frame-ancestors *`); 404 unknown, 410 withdrawn.
+    """
+    track_id = track_id_from_path(request.match_info["id"])
+    track = await request.config_dict[NODE].catalog.track(track_id)
+    if track.withdrawn_at is not None:
+        response = render(
+            request,
+            "embed_withdrawn.html",
+            {"title": track.title, "withdrawn_date": track.withdrawn_at[:10]},
+            status=410,
+        )
+    else:
+        response = render(request, "embed.html", {"track": TrackView.of(track)})
+    csp.allow_framing(response)
+    return response
 
 
 def _contact_href(contact: str) -> str | None:
@@ -179,8 +229,15 @@ async def terms_page(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
-    """Add the public pages and their stylesheet (under /static/) to `app`."""
+    """Add the public pages, the embeddable player, their assets (under /static/), the
+    browser security headers of every page, and the admin pages to `app`."""
     app.router.add_get("/", artist_page)
     app.router.add_get("/tracks/{id}", track_page)
     app.router.add_get("/terms", terms_page)
+    app.router.add_get("/embed/{id}", embed_page)
     app.router.add_static(STATIC_PREFIX, static_dir())
+    csp.setup(app)
+    # Imported here, not at the top: the admin pages build on this module (TrackView).
+    from node.web import admin
+
+    admin.setup_routes(app)
