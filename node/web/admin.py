@@ -46,6 +46,7 @@ AI_TRAINING_CHOICES = (
     ("constrained", "Only on my conditions"),
     ("allowed", "Allowed"),
 )
+STALE_FORM = "This form is out of date (its CSRF token). Reload the page and try again."
 PIN_WORDS = {"pending": "Pinning…", "failed": "Pinning failed", "done": "Pinned"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -108,9 +109,7 @@ class AdminPages(api.AdminAPI):
             posted = await request.post()
             fields = {k: v for k, v in posted.items() if isinstance(v, str)}
             if not session.csrf_matches(fields.get(CSRF_FIELD)):
-                return self.refused(
-                    request, "This form is out of date. Reload the page and try again."
-                )
+                return self.refused(request, STALE_FORM)
             return await handler(request, session, fields)
 
         return self.page(checked)
@@ -197,6 +196,10 @@ class AdminPages(api.AdminAPI):
         session = self.sessions.of(request)
         if session is None:
             return see_other(ADMIN)
+        try:
+            self.authorize(request)
+        except web.HTTPForbidden:
+            return self.refused(request, STALE_FORM)
         try:
             response = await self.add_tracks(request)
         except (StaveError, web.HTTPClientError) as e:
