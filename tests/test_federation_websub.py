@@ -241,7 +241,9 @@ async def test_failed_deliveries_are_retried_then_given_up(hub: Hub, callback: C
 async def test_subscriber_confirms_its_own_subscriptions_and_checks_signatures(
     tmp_path: Path,
 ) -> None:
-    follower = await RunningNode.create(tmp_path / "follower", "Follower")
+    follower = await RunningNode.create(
+        tmp_path / "follower", "Follower", federation__max_feed_bytes=64 * 1024
+    )
     try:
         async with fake_node() as fake, aiohttp.ClientSession() as session:
             await run_subscriber_checks(follower, fake, session)
@@ -317,6 +319,8 @@ async def run_subscriber_checks(
     assert await deliver(callback, second, None) == 202
     assert await deliver(callback, second, "sha256=" + "0" * 64) == 202
     assert await deliver(follower.url + "websub/callback/unknown", second, None) == 410
+    huge = b" " * (64 * 1024 + 1)
+    assert await deliver(callback, huge, sign_delivery(secret, huge)) == 413
     await asyncio.sleep(0.5)
     assert dump_follow_tables(follower.root) == before  # ignored, every one
 

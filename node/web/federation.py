@@ -77,6 +77,9 @@ async def confirm(request: web.Request) -> web.Response:
 async def delivery(request: web.Request) -> web.Response:
     """`POST /websub/callback/{id}`: a delivered feed; used only if its signature holds."""
     runtime = runtime_of(request)
+    callback_id = request.match_info["id"]
+    if await runtime.federation.catalog.websub_subscription(callback_id) is None:
+        raise web.HTTPGone(text="no such subscription\n")  # a hub drops it (WebSub practice)
     limit = runtime.federation.max_feed_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
@@ -85,10 +88,6 @@ async def delivery(request: web.Request) -> web.Response:
         body += chunk
         if len(body) > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
-    callback_id = request.match_info["id"]
-    subscription = await runtime.federation.catalog.websub_subscription(callback_id)
-    if subscription is None:
-        raise web.HTTPGone(text="no such subscription\n")
     artist = await runtime.subscriber.receive(
         callback_id, request.headers.get("X-Hub-Signature"), bytes(body)
     )
