@@ -122,6 +122,9 @@ async def test_three_nodes_follow_mirror_withdraw_and_outlive_the_artist(
     await eventually(lambda: withdrawn(mirror), what="the withdrawal at the mirror")
     await eventually(lambda: withdrawn(listener), what="the withdrawal at the listener")
     assert not mirror.node.store.has(first["audio"]["cid"])
+    # Its cover is the same image as the second track's: still referenced, so kept.
+    assert first["cover"]["cid"] == second["cover"]["cid"]
+    assert mirror.node.store.has(second["cover"]["cid"])
     async with aiohttp.ClientSession() as session:
         status_code, _ = await fetch(session, f"{mirror.url}ipfs/{first['audio']['cid']}")
         assert status_code == 404
@@ -141,11 +144,14 @@ async def test_three_nodes_follow_mirror_withdraw_and_outlive_the_artist(
         assert body == origin_bytes  # byte for byte
         feed = verify_feed(body, FollowState(artist.did), max_bytes=8 * 1024**2)
         assert [t["id"] for t in feed["tracks"]] == [big["id"], second["id"]]
-        for manifest in feed["tracks"]:
-            url = f"{mirror.url}ipfs/{manifest['audio']['cid']}"
-            status_code, content = await fetch(session, url)
+        served = [
+            m[part]["cid"] for m in feed["tracks"] for part in ("audio", "cover") if part in m
+        ]
+        assert len(served) == 3  # two audio files and the flac's cover
+        for cid in served:
+            status_code, content = await fetch(session, f"{mirror.url}ipfs/{cid}")
             assert status_code == 200
-            assert cid_of(content) == str(CID.parse(manifest["audio"]["cid"]))
+            assert cid_of(content) == str(CID.parse(cid))
         status_code, listing = await fetch(session, f"{mirror.url}mirrors")
         assert [entry["artist"] for entry in json.loads(listing)] == [artist.did]
 
