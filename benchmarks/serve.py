@@ -2,18 +2,18 @@
 
     python -m benchmarks.serve [--tracks 1000] [--duration 10] [--connections 50]
 
-Builds a node with a catalog of N distinct short WAV tracks published in one feed and a 20 MiB
-file in its store, starts `stave run` on a free loopback port (access log on, to a file), and
-nginx (Debian's package, one worker, access log on, sendfile) on another, serving the feed's
-exact bytes and the 20 MiB file from a temporary directory. Then wrk (2 threads) measures, for
-each server in turn:
+Builds a node whose catalog of N tracks is published in one feed: a 20 MiB WAV take and N - 1
+distinct short WAV tones. Starts `stave run` on a free loopback port (access log on, to a file),
+and nginx (Debian's package, one worker, access log on, sendfile) on another, serving the feed's
+exact bytes and the take's exact bytes as static files from a temporary directory. Then wrk
+(2 threads) measures, for each server in turn:
 
 - `GET /feed.json` answered 200 (requests/s),
 - `GET /feed.json` with `If-None-Match` answered 304 (requests/s),
-- a full `GET` of the 20 MiB file (bytes/s),
+- a full `GET` of the 20 MiB take (bytes/s),
 - a ranged `GET` of its first MiB, `Range: bytes=0-1048575` (bytes/s),
-- a ranged `GET` from its middle to its end, `Range: bytes=10485760-`, as an audio player
-  sends when the listener seeks (bytes/s),
+- a ranged `GET` from its middle to its end (`Range: bytes=N-`), as an audio player sends when
+  the listener seeks (bytes/s),
 
 alternating the servers for `--rounds` runs and keeping each one's best, then prints the figures
 and the ratios against the goals (feed 200s at least 0.25 of nginx, streaming at least 0.8),
@@ -45,7 +45,6 @@ from pathlib import Path
 
 BIG_FILE_BYTES = 20 * 1024 * 1024
 RANGE = "bytes=0-1048575"
-SEEK = f"bytes={BIG_FILE_BYTES // 2}-"  # what an audio player sends when the listener seeks
 HOST = "127.0.0.1"
 ARTIST = "Benchmark Artist"
 START_TIMEOUT = 30.0
@@ -74,7 +73,7 @@ http {{
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
-    types {{ application/json json; application/octet-stream bin; }}
+    types {{ application/json json; audio/wav wav; }}
     server {{
         listen {host}:{port};
         root {www};
@@ -128,29 +127,41 @@ def write_tone(path: Path, index: int) -> None:
         out.writeframes(frames)
 
 
-async def build_node(root: Path, sources: Path, tracks: int) -> tuple[str, str]:
-    """Publish `tracks` tones in one feed and store a 20 MiB file; their CIDs."""
+def write_long_take(path: Path, size: int) -> None:
+    """About `size` bytes of WAV: noise, 16-bit stereo at 44.1 kHz, written a MiB at a time."""
+    chunk = random.Random(20).randbytes(1024 * 1024)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(44100)
+        for index in range(size // len(chunk)):
+            out.writeframes(index.to_bytes(8, "big") + chunk[8:])
+
+
+async def build_node(root: Path, sources: Path, tracks: int) -> tuple[str, str, int]:
+    """Publish a 20 MiB take and `tracks - 1` short tones in one feed.
+
+    Returns the feed's CID, the take's CID and the take's size as stored (with its tags).
+    """
     from node.datadir import init_data_dir, open_node
     from node.publish import Publisher
 
     sources.mkdir()
-    files = []
-    for index in range(tracks):
+    long_take = sources / "long-take.wav"
+    write_long_take(long_take, BIG_FILE_BYTES)
+    files = [long_take]
+    for index in range(tracks - 1):
         path = sources / f"tone-{index:04d}.wav"
         write_tone(path, index)
         files.append(path)
     init_data_dir(root, ARTIST, f"http://{HOST}:8080/")
     async with open_node(root) as node:
-        await Publisher(node).add_many(files)
+        manifests = await Publisher(node).add_many(files)
         latest = await node.catalog.latest_feed()
         assert latest is not None
-        chunk = random.Random(20).randbytes(1024 * 1024)
-        with node.store.writer() as writer:
-            for index in range(BIG_FILE_BYTES // len(chunk)):
-                writer.write(index.to_bytes(8, "big") + chunk[8:])
-            big = writer.commit()
         node.store.close()
-    return latest.cid, big.cid
+    audio = manifests[0]["audio"]
+    return latest.cid, audio["cid"], audio["size"]
 
 
 def _first_line(process: subprocess.Popen[bytes]) -> str:
@@ -254,16 +265,19 @@ def main() -> None:
         tmp = Path(directory)
         tmp.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read www/
         started = time.perf_counter()
-        feed_cid, big_cid = asyncio.run(build_node(tmp / "node", tmp / "sources", args.tracks))
+        feed_cid, big_cid, big_size = asyncio.run(
+            build_node(tmp / "node", tmp / "sources", args.tracks)
+        )
+        seek = f"bytes={big_size // 2}-"  # what an audio player sends when the listener seeks
         store = tmp / "node" / "store" / "files"
         www = tmp / "www"
         www.mkdir()
         shutil.copyfile(store / feed_cid, www / "feed.json")
-        shutil.copyfile(store / big_cid, www / "big.bin")
+        shutil.copyfile(store / big_cid, www / "long-take.wav")
         feed_size = (www / "feed.json").stat().st_size
         print(
-            f"catalog: {args.tracks} tracks, feed.json {feed_size:,} bytes, big file "
-            f"{BIG_FILE_BYTES:,} bytes; built in {time.perf_counter() - started:.1f} s",
+            f"catalog: {args.tracks} tracks, feed.json {feed_size:,} bytes, the take "
+            f"{big_size:,} bytes; built in {time.perf_counter() - started:.1f} s",
             flush=True,
         )
         script = tmp / "summary.lua"
@@ -275,7 +289,7 @@ def main() -> None:
             nginx_running(www, tmp / "nginx", args.nginx_workers) as nginx,
         ):
             stave_feed, nginx_feed = stave + "feed.json", nginx + "feed.json"
-            stave_big, nginx_big = f"{stave}ipfs/{big_cid}", nginx + "big.bin"
+            stave_big, nginx_big = f"{stave}ipfs/{big_cid}", nginx + "long-take.wav"
             stave_etag = fetch(stave_feed, {})[1]["etag"]
             nginx_etag = fetch(nginx_feed, {})[1]["etag"]
             runs: list[tuple[Scenario, tuple[str, dict[str, str]], tuple[str, dict[str, str]]]] = [
@@ -290,7 +304,7 @@ def main() -> None:
                     (nginx_feed, {"If-None-Match": nginx_etag}),
                 ),
                 (
-                    Scenario("GET 20 MiB file (200)", "B/s", 0.8, 200),
+                    Scenario("GET 20 MiB take (200)", "B/s", 0.8, 200),
                     (stave_big, {}),
                     (nginx_big, {}),
                 ),
@@ -301,8 +315,8 @@ def main() -> None:
                 ),
                 (
                     Scenario("GET seek to half (206)", "B/s", 0.8, 206),
-                    (stave_big, {"Range": SEEK}),
-                    (nginx_big, {"Range": SEEK}),
+                    (stave_big, {"Range": seek}),
+                    (nginx_big, {"Range": seek}),
                 ),
             ]
             runs = [run for run in runs if args.only in run[0].name]
