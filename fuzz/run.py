@@ -4,7 +4,8 @@
     python -m fuzz.run all [--runs N] [--seed S]        # each target in turn, then a summary
 
 A target's seeds (fuzz/documents.py) start the corpus; libFuzzer mutates them for `--runs`
-inputs, each bounded by the target's timeout. An input that breaks the contract stops the run
+inputs (by default each target's own count, a few minutes each), each bounded by the target's
+timeout. An input that breaks the contract stops the run
 with its traceback, and libFuzzer saves it as `fuzz/crashes/crash-…` to replay with
 `python -m fuzz.run TARGET --replay FILE`. Exit status 0 only if every input held.
 """
@@ -26,20 +27,18 @@ DONE = re.compile(rb"Done (\d+) runs in (\d+) second")
 NAMES = ("feed", "manifest", "jcs", "cid", "media")
 
 
-def fuzz_one(name: str, runs: int, seed: int) -> None:
-    """Fuzz one target in this process; libFuzzer exits the process when done."""
+def fuzz_one(name: str, runs: int | None, seed: int, corpus: Path) -> None:
+    """Fuzz one target in this process, growing `corpus`; libFuzzer exits the process when done."""
     with atheris.instrument_imports(include=["node", "fuzz", "mutagen", "rfc8785"]):
         from fuzz.targets import TARGETS
     target = TARGETS[name]
-    corpus = Path(tempfile.mkdtemp(prefix=f"stave-fuzz-{name}-"))
+    runs = target.runs if runs is None else runs
+    corpus.mkdir(parents=True, exist_ok=True)
     for index, seed_input in enumerate(target.seeds()):
         (corpus / f"seed-{index}").write_bytes(seed_input)
     CRASHES.mkdir(exist_ok=True)
-    count = 0
 
     def one_input(data: bytes) -> None:
-        nonlocal count
-        count += 1
         target.check(data)
 
     argv = [
@@ -65,15 +64,17 @@ def replay(name: str, path: Path) -> int:
     return 0
 
 
-def fuzz_all(runs: int, seed: int) -> int:
+def fuzz_all(runs: int | None, seed: int) -> int:
     """Each target in its own process; prints one summary line per target."""
     failed = []
     for name in NAMES:
         started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, "-m", "fuzz.run", name, "--runs", str(runs), "--seed", str(seed)],
-            capture_output=True,
-        )
+        options = ["--seed", str(seed)] + ([] if runs is None else ["--runs", str(runs)])
+        with tempfile.TemporaryDirectory(prefix=f"stave-fuzz-{name}-") as corpus:
+            done = subprocess.run(
+                [sys.executable, "-m", "fuzz.run", name, *options, "--corpus", corpus],
+                capture_output=True,
+            )
         seconds = time.monotonic() - started
         found = DONE.search(done.stderr)
         inputs = int(found.group(1)) if found else 0
@@ -89,15 +90,23 @@ def fuzz_all(runs: int, seed: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m fuzz.run", description=__doc__.split("\n")[0])
     parser.add_argument("target", choices=(*NAMES, "all"))
-    parser.add_argument("--runs", type=int, default=10_000, help="inputs per target")
+    parser.add_argument("--runs", type=int, help="inputs per target (default: the target's own)")
     parser.add_argument("--seed", type=int, default=1, help="libFuzzer's random seed")
     parser.add_argument("--replay", type=Path, metavar="FILE", help="check one saved input")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        metavar="DIR",
+        help="where libFuzzer keeps the inputs it found interesting; reuse it to resume"
+        " (default: a new directory under the system's temporary directory)",
+    )
     args = parser.parse_args()
     if args.replay:
         return replay(args.target, args.replay)
     if args.target == "all":
         return fuzz_all(args.runs, args.seed)
-    fuzz_one(args.target, args.runs, args.seed)
+    corpus = args.corpus or Path(tempfile.mkdtemp(prefix=f"stave-fuzz-{args.target}-"))
+    fuzz_one(args.target, args.runs, args.seed, corpus)
     return 0
 
 

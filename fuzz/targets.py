@@ -345,6 +345,7 @@ class Target:
     check: Callable[[bytes], str]
     seeds: Callable[[], list[bytes]]
     max_len: int
+    runs: int  # inputs in a default (long) run: a few minutes on one core
     timeout_seconds: int = 10
 
 
@@ -358,9 +359,13 @@ def _jcs_seeds() -> list[bytes]:
 
 
 TARGETS: dict[str, Target] = {
-    "feed": Target("feed", check_feed, lambda: list(documents.feeds()), 1 << 16),
-    "manifest": Target("manifest", check_manifest, lambda: list(documents.manifests()), 1 << 14),
-    "jcs": Target("jcs", check_jcs, _jcs_seeds, 1 << 12),
-    "cid": Target("cid", check_cid, lambda: [c.encode() for c in documents.cid_strings()], 1 << 10),
-    "media": Target("media", check_media, media_seeds, 1 << 19, timeout_seconds=30),
+    "feed": Target("feed", check_feed, lambda: list(documents.feeds()), 1 << 16, 200_000),
+    "manifest": Target(
+        "manifest", check_manifest, lambda: list(documents.manifests()), 1 << 14, 200_000
+    ),
+    "jcs": Target("jcs", check_jcs, _jcs_seeds, 1 << 12, 30_000),
+    "cid": Target(
+        "cid", check_cid, lambda: [c.encode() for c in documents.cid_strings()], 1 << 10, 500_000
+    ),
+    "media": Target("media", check_media, media_seeds, 1 << 19, 10_000, timeout_seconds=30),
 }
