@@ -165,6 +165,7 @@ def _check_references(
     feeds: list[FeedRecord],
     mirrored: set[str],
 ) -> None:
+    # CIDs as the store names its files: a followed artist's manifest may spell one as a CIDv0.
     own: dict[str, str] = {}  # CID -> what references it, for messages
     withdrawn: dict[str, str] = {}
     for track in tracks:
@@ -173,11 +174,12 @@ def _check_references(
                 continue
             what = f"track {track.id} ({track.title!r}) {role}"
             if track.withdrawn_at is None:
-                own[cid] = what
+                own[_normal(cid)] = what
             else:
-                withdrawn.setdefault(cid, what)
+                withdrawn.setdefault(_normal(cid), what)
     for feed in feeds:
-        own[feed.cid] = f"feed {feed.sequence}"
+        own[_normal(feed.cid)] = f"feed {feed.sequence}"
+    mirrored = {_normal(cid) for cid in mirrored}
     for cid, what in own.items():
         if cid not in stored:
             report.findings.append(
@@ -222,6 +224,13 @@ def _check_references(
                     repairable=True,
                 )
             )
+
+
+def _normal(cid: str) -> str:
+    try:
+        return str(CID.parse(cid).to_v1())
+    except StaveError:
+        return cid
 
 
 def _check_tracks(

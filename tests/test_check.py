@@ -18,7 +18,7 @@ import pytest
 from faults import clean_environment, stave_command
 
 from conftest import FIXTURES
-from node.cid import CID
+from node.cid import CID, base58_encode
 from node.datadir import init_data_dir, open_node
 from node.feed import serialize
 from node.identity import Identity
@@ -238,6 +238,11 @@ def test_a_catalog_that_disagrees_with_the_latest_feed_is_found(node_dir: Path) 
 
 def test_mirrored_content_not_yet_fetched_is_a_notice(node_dir: Path) -> None:
     pending = str(CID.of_block(b"a followed artist's track"))
+    store = Store(node_dir / "store")
+    mirrored = store.put_bytes(b"a followed artist's cover")
+    store.close()
+    # The artist's manifest may spell a CID in another base; the store names it in base32.
+    spelled = "z" + base58_encode(CID.parse(mirrored.cid).to_bytes())
     with catalog(node_dir) as db:
         db.execute(
             "INSERT INTO follows (artist, name, url, feed_url, mirror, followed_at)"
@@ -246,15 +251,17 @@ def test_mirrored_content_not_yet_fetched_is_a_notice(node_dir: Path) -> None:
         )
         db.execute(
             "INSERT INTO follow_tracks (artist, id, position, revision, title, published,"
-            " audio_cid, manifest) VALUES ('did:key:z6MkFollowed', 'urn:uuid:1', 0, 1, 'B',"
-            " '2026-11-26T16:00:00Z', ?, '{}')",
-            (pending,),
+            " audio_cid, cover_cid, manifest) VALUES ('did:key:z6MkFollowed', 'urn:uuid:1', 0, 1,"
+            " 'B', '2026-11-26T16:00:00Z', ?, ?, '{}')",
+            (pending, spelled),
         )
     status, report = check(node_dir)
     assert status == 0
-    [notice] = report["notices"]
+    [notice] = report["notices"]  # the cover is stored, so neither pending nor an orphan
     assert notice["kind"] == "pending" and notice["subject"] == pending
     assert notice["repairable"] is False
+    assert check(node_dir, "--repair")[1]["repaired"] == []
+    assert (node_dir / "store" / "files" / mirrored.cid).exists()
 
 
 def test_repair_refuses_while_another_process_has_the_node_open(node_dir: Path) -> None:
