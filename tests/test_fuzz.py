@@ -10,15 +10,19 @@ PROTOCOL §5/§6 lets it pass, the parts are signed, and the verdict must match 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import PROJECT_ROOT
 from fuzz import documents
 from fuzz.targets import (
     ContractBroken,
@@ -188,7 +192,7 @@ ANY_JSON = st.recursive(
     max_leaves=8,
 )
 # Values for members the verifiers never read (cheaper to draw than ANY_JSON).
-DONT_CARE = st.sampled_from(
+DONT_CARE: st.SearchStrategy[Any] = st.sampled_from(
     [None, "", "Ada", 0, -1.5, 1e300, [], {}, {"a": [1, "b"]}, True, "\u00e9\U0001d11e", [[[]]]]
 )
 # A member a verifier does not know: ignored when JSON can carry it, fatal when JCS cannot.
@@ -626,3 +630,18 @@ def test_container_size_that_disagrees_with_the_file_is_refused(name: str) -> No
     data = bytearray(next(p for p in documents.AUDIO_FIXTURES if p.name == name).read_bytes())
     data[5] ^= 0x05  # the second byte of the container's size field
     assert check_media(bytes(data)) == "rejected"
+
+
+def test_the_atheris_harness_runs_a_target_and_counts_its_inputs(tmp_path: Path) -> None:
+    """The long mode's command works (one target, a few inputs: the long runs are for people)."""
+    pytest.importorskip("atheris")
+    done = subprocess.run(
+        [sys.executable, "-m", "fuzz.run", "cid", "--runs", "300", "--corpus", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Done 300 runs" in done.stderr
+    assert len(list(tmp_path.iterdir())) > len(documents.cid_strings())  # the corpus grew
