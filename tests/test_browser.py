@@ -68,7 +68,10 @@ async def page(browser: Any) -> AsyncIterator[Any]:
     opened = await context.new_page()
     opened.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
+    opened.console_errors = errors
     opened.on("pageerror", lambda error: errors.append(str(error)))
+    # A Content-Security-Policy violation, a failed module load: errors in the console.
+    opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     try:
         yield opened
     finally:
@@ -177,6 +180,26 @@ async def test_a_feed_altered_in_flight_shows_the_warning(page: Any, artist: Run
     assert await page.locator(".signed").count() == 0
 
 
+async def test_a_page_altered_in_flight_is_caught_against_the_signed_feed(
+    page: Any, artist: RunningNode
+) -> None:
+    async def rename(route: Any) -> None:
+        response = await route.fetch()
+        html = (await response.text()).replace("Evening", "Evil")
+        await route.fulfill(response=response, body=html)
+
+    await page.route(artist.url, rename)
+    await page.goto(artist.url)
+    assert await titles(page) == ["Evil", "Morning"]
+    evil = page.locator("[data-track]").first.locator("[data-signature].failed")
+    await evil.wait_for()
+    assert "not the title the artist signed" in await evil.inner_text()
+    morning = page.locator("[data-track]").nth(1).locator("[data-signature].signed")
+    await morning.wait_for()
+    banner = page.locator("[data-feed-check].failed")
+    assert "a track on this page did not verify" in await banner.inner_text()
+
+
 async def test_every_page_reads_without_javascript(browser: Any, artist: RunningNode) -> None:
     context = await browser.new_context(viewport=PHONE, java_script_enabled=False)
     try:
@@ -244,7 +267,8 @@ async def test_the_embed_plays_inside_another_sites_frame(page: Any, artist: Run
     # Another site: another origin, served on loopback too.
     async def blog(request: web.Request) -> web.Response:
         html = (
-            f'<!doctype html><title>Blog</title><iframe src="{embed}" width="600" height="260">'
+            '<!doctype html><title>Blog</title><link rel="icon" href="data:,">'
+            f'<iframe src="{embed}" width="600" height="260">'
             f'</iframe><iframe src="{artist.url}" width="600" height="260"></iframe>'
         )
         return web.Response(text=html, content_type="text/html")
@@ -261,6 +285,9 @@ async def test_the_embed_plays_inside_another_sites_frame(page: Any, artist: Run
         # Every other page refuses to be framed (frame-ancestors 'none', X-Frame-Options).
         artist_frame = page.frames[2]
         assert await artist_frame.locator("[data-track]").count() == 0
+        refused = [e for e in page.console_errors if "frame-ancestors 'none'" in e]
+        assert len(refused) == 1 and refused[0].startswith(f"Framing '{artist.url}'")
+        page.console_errors.remove(refused[0])
     finally:
         await runner.cleanup()
 

@@ -5,11 +5,13 @@ import { test } from "node:test";
 import { CanonicalizationError, canonicalize } from "../../web/static/jcs.js";
 import {
   VerificationError,
+  VerificationUnavailable,
   base58btcDecode,
   checkNumber,
   parseDocument,
   publicKeyOfDid,
   verificationMethodOf,
+  verifyDocument,
 } from "../../web/static/proof.js";
 
 const hex = (bytes) => Buffer.from(bytes).toString("hex");
@@ -70,4 +72,19 @@ test("the RFC 8785 section 3.2.2 example canonicalizes as the RFC prints it", ()
     canonicalize(input),
     '{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],'
       + '"string":"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/"}');
+});
+
+test("a browser without WebCrypto says it cannot check, not that the document is bad", async () => {
+  const saved = Object.getOwnPropertyDescriptor(globalThis, "crypto");
+  Object.defineProperty(globalThis, "crypto", { value: undefined, configurable: true });
+  try {
+    const did = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
+    const proof = {
+      type: "DataIntegrityProof", cryptosuite: "eddsa-jcs-2022", proofPurpose: "assertionMethod",
+      verificationMethod: verificationMethodOf(did), proofValue: "z" + "1".repeat(64), // 64 zero bytes
+    };
+    await assert.rejects(verifyDocument({ proof }, did), VerificationUnavailable);
+  } finally {
+    Object.defineProperty(globalThis, "crypto", saved);
+  }
 });
