@@ -41,6 +41,7 @@ class Callback:
 
     url: str = ""
     echo: bool = True
+    on_verify: Any = None  # an async callable run before the challenge is echoed
     statuses: list[int] = field(default_factory=list)  # answers to deliveries, in turn
     verifications: list[dict[str, str]] = field(default_factory=list)
     deliveries: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
@@ -53,6 +54,8 @@ async def callback() -> AsyncIterator[Callback]:
 
     async def verify(request: web.Request) -> web.Response:
         endpoint.verifications.append(dict(request.query))
+        if endpoint.on_verify is not None:
+            await endpoint.on_verify()
         if not endpoint.echo:
             return web.Response(status=404)
         return web.Response(text=request.query["hub.challenge"])
@@ -189,6 +192,15 @@ async def test_intent_must_be_confirmed(hub: Hub, callback: Callback) -> None:
         "subscribe",
         "unsubscribe",
     ]
+
+
+async def test_a_feed_signed_during_verification_is_delivered(hub: Hub, callback: Callback) -> None:
+    callback.on_verify = lambda: publish_next_feed(hub)
+    assert await hub.verify_intent(request(hub, callback, 600))
+    latest = await hub.federation.catalog.latest_feed()
+    assert latest is not None
+    [delivery] = await hub.deliver()
+    assert (delivery.sequence, delivery.delivered) == (latest.sequence, True)
 
 
 async def test_leases_expire(hub: Hub, callback: Callback) -> None:

@@ -127,6 +127,9 @@ class Hub:
 
     async def verify_intent(self, request: SubscriptionRequest) -> bool:
         """Ask the callback to echo a challenge; on success, store or end the subscription."""
+        # Feeds signed from now on are this subscriber's to receive, even one signed while its
+        # intent is being verified.
+        latest = await self.federation.catalog.latest_feed()
         challenge = secrets.token_urlsafe(32)
         query = {
             "hub.mode": request.mode,
@@ -147,7 +150,6 @@ class Hub:
         if not 200 <= answer.status < 300 or answer.body.strip() != challenge.encode():
             log.info("websub: %s did not confirm (HTTP %d)", request.callback, answer.status)
             return False
-        latest = await self.federation.catalog.latest_feed()
         async with self.federation.transaction() as tx:
             if request.mode == "unsubscribe":
                 await tx.remove_hub_subscriber(request.topic, request.callback)
