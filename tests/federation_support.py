@@ -118,7 +118,7 @@ class RunningNode:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]], timeout: float = 15.0, what: str = "condition"
+    check: Callable[[], Awaitable[Any]], timeout: float = 30.0, what: str = "condition"
 ) -> Any:
     """The first truthy result of `check`, polled every 0.05 s; AssertionError after timeout."""
     deadline = time.monotonic() + timeout
