@@ -324,7 +324,9 @@ def render_report(outcomes: list[Outcome], quick: bool, started: datetime, chart
         f"![Each figure against its goal]({chart})",
         "",
         "The chart draws one bar per figure with a goal: the ratio to its reference, or the value "
-        "in its unit when the goal is absolute; the black mark is the goal. Green bars meet it.",
+        "in its unit when the goal is absolute, scaled so that the goal (the black mark) sits at "
+        "the middle of every track; a bar past twice its goal is cut and labelled. Green bars "
+        "meet their goal, red ones do not.",
         "",
         "## How each was run",
         "",
