@@ -10,6 +10,7 @@ from email.policy import HTTP
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -476,3 +477,18 @@ async def test_unsupported_requests_are_400(
     response = await client.get(f"/ipfs/{big_file[0]}?{query}")
     assert response.status == 400
     assert "Traceback" not in await response.text()
+
+
+async def test_a_car_that_breaks_off_is_cut_short(
+    client: Client, big_file: tuple[str, bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    cid, _ = big_file
+    stored = client.server.app[NODE].store.path(cid)
+    stored.chmod(0o644)
+    with stored.open("r+b") as f:  # the last leaves' bytes go missing after indexing
+        f.truncate(2 * 1024 * 1024 + 100)
+    response = await client.get(f"/ipfs/{cid}?format=car")
+    assert response.status == 200  # sent before the damage was met
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.read()
+    assert any("broke off" in record.getMessage() for record in caplog.records)
