@@ -12,7 +12,6 @@ federation service (node/federation/follows.py).
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -83,12 +82,6 @@ class AdminPages(api.AdminAPI):
         if not session.csrf_matches(candidate):
             raise web.HTTPForbidden(text="the form is out of date (CSRF token); reload the page")
 
-    def token_matches(self, candidate: str) -> bool:
-        """Whether `candidate` is this node's admin token (constant-time, like the API)."""
-        return self._token is not None and hmac.compare_digest(
-            candidate.strip().encode("utf-8"), self._token
-        )
-
     def page(self, handler: PageHandler) -> Handler:
         """`handler` behind the session: without one, the login page (GET) or back to it."""
 
@@ -137,7 +130,7 @@ class AdminPages(api.AdminAPI):
             return self.login_page(
                 request, "That login form was out of date. Please try again.", status=403
             )
-        if not self.token_matches(fields.get("token", "")):
+        if not self.token_accepted(request, fields.get("token", "")):
             return self.login_page(
                 request,
                 "That is not this node’s admin token. `stave admin-token` prints it.",

@@ -1,7 +1,9 @@
 """The admin API under /api/: JSON, bearer token, the same use cases as the `stave` command.
 
 Every route but `/api/openapi.json` needs `Authorization: Bearer <admin token>`; the token is
-read once at startup and compared in constant time. Errors are raised (StaveError subclasses or
+read at startup, read again whenever its file changes (so `stave admin-token --rotate` takes
+effect at once) and compared in constant time. Wrong tokens are counted per client address and
+answered 429 beyond a limit (node/web/limits.py). Errors are raised (StaveError subclasses or
 aiohttp HTTP exceptions) and turned into `{"error": {"code", "message"}}` by the app's error
 middleware. Uploads are streamed to the store's tmp/ a chunk at a time and always removed.
 """
@@ -26,6 +28,7 @@ from node.datadir import Node
 from node.errors import IdentityError, UsageError
 from node.publish import TrackChoices
 from node.terms import check_copyright, check_license, check_use
+from node.web.limits import limits_of
 from node.web.openapi import openapi_document
 from node.web.pages import track_id_from_path
 from node.web.state import NODE, PUBLISHER
@@ -129,30 +132,59 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 
 class AdminAPI:
-    """The admin routes of one app; holds the admin token read at startup."""
+    """The admin routes of one app; holds the admin token, re-read when its file changes."""
 
     def __init__(self) -> None:
         self._token: bytes | None = None
+        self._token_path: Path | None = None
+        self._token_stamp: tuple[int, int, int] | None = None
         # One write use case at a time: each ends in the next feed, which must be sequential.
         self._writing = asyncio.Lock()
 
     async def on_startup(self, app: web.Application) -> None:
         """Read the admin token once, and remove uploads a crash may have left behind."""
         node = app[NODE]
-        token = node.data.admin_token()
-        if not token:
+        self._token_path = node.data.token_path
+        if self.admin_token() is None:
             raise IdentityError(f"{node.data.token_path}: the admin token is empty")
-        self._token = token.encode("utf-8")
         await asyncio.to_thread(_remove_stale_uploads, node)
 
+    def admin_token(self) -> bytes | None:
+        """The admin token as its file holds it now (one stat per call; read when it changed).
+
+        A file that cannot be read or is empty leaves no valid token: every credential fails.
+        """
+        if self._token_path is None:
+            return None
+        try:
+            status = os.stat(self._token_path)
+            stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+            if stamp != self._token_stamp:
+                token = self._token_path.read_text(encoding="utf-8").strip()
+                self._token, self._token_stamp = token.encode("utf-8") or None, stamp
+        except OSError:
+            self._token, self._token_stamp = None, None
+        return self._token
+
+    def token_accepted(self, request: web.Request, candidate: str) -> bool:
+        """Whether `candidate` is the admin token; a wrong one counts against the client, and
+        a client over its limit of wrong ones gets 429 (HTTPTooManyRequests) whatever it sent."""
+        limits = limits_of(request)
+        if limits is not None:
+            limits.refuse_if_throttled(request)
+        token = self.admin_token()
+        if token is not None and hmac.compare_digest(candidate.strip().encode("utf-8"), token):
+            return True
+        if limits is not None:
+            limits.failed(request)
+        return False
+
     def authorize(self, request: web.Request) -> None:
-        """Return if the request carries the admin token; raise 401 otherwise."""
+        """Return if the request carries the admin token; raise 401 (429 when throttled)."""
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise _unauthorized("this route needs the admin token: Authorization: Bearer <token>")
-        if self._token is None or not hmac.compare_digest(
-            credentials.strip().encode("utf-8"), self._token
-        ):
+        if not self.token_accepted(request, credentials):
             raise _unauthorized("the admin token is not valid")
 
     async def status(self, request: web.Request) -> web.Response:
@@ -212,6 +244,13 @@ class AdminAPI:
             request.content_length > limit + FORM_OVERHEAD_BYTES
         ):
             raise _too_large(limit)
+        limits = limits_of(request)
+        if limits is None:
+            raise web.HTTPServiceUnavailable(text="the node is starting; try again shortly")
+        async with limits.upload_slot():
+            return await self._receive_tracks(request, node, limit)
+
+    async def _receive_tracks(self, request: web.Request, node: Node, limit: int) -> web.Response:
         uploads: list[Path] = []
         fields: dict[str, Any] = {}
         try:

@@ -13,7 +13,7 @@ from node import __version__, pinning
 from node.datadir import open_node
 from node.publish import Publisher
 from node.settings import Config
-from node.web import api, content, errors, federation, feeds, pages, signals
+from node.web import api, content, errors, federation, feeds, limits, pages, signals
 from node.web.feeds import FeedCache
 from node.web.metrics import CONTENT_TYPE as METRICS_TYPE
 from node.web.metrics import GaugeSource, Metrics, body_size, route_of
@@ -37,6 +37,7 @@ def create_app(data_dir: Path, *, config: Config | None = None) -> web.Applicati
     app.cleanup_ctx.append(feeds.keep_feed_fresh)
     app.on_response_prepare.append(_response_counter(app[METRICS]))
     signals.setup(app)
+    limits.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     feeds.setup_routes(app)

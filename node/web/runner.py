@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
+from node.datadir import DataDir
 from node.errors import UsageError
 from node.settings import Config
 from node.web.app import create_app
@@ -87,11 +88,16 @@ async def serve(
     # Access log records need no thread or process names; skipping them is the logging HOWTO's
     # own advice for speed (https://docs.python.org/3/howto/logging.html#optimization).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    settings = config if config is not None else DataDir(data_dir).load_config()
     runner = web.AppRunner(
         create_app(data_dir, config=config),
         access_log=logging.getLogger("stave.access"),
         access_log_class=AccessLog,
         shutdown_timeout=shutdown_timeout,
+        # An idle connection is closed and a stalled body cut off (node/web/limits.py). Handlers
+        # are not cancelled when a client leaves (aiohttp's default): a publish once its upload
+        # has arrived runs to its end rather than stopping between its steps.
+        keepalive_timeout=settings["server.keepalive_timeout"],
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
