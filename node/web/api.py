@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
 
 from node import __version__
 from node.catalog import TrackRecord
@@ -254,25 +256,20 @@ class AdminAPI:
         uploads: list[Path] = []
         fields: dict[str, Any] = {}
         try:
-            reader = await request.multipart()
-            received = 0
-            while (part := await reader.next()) is not None:
-                if not isinstance(part, BodyPartReader):
-                    raise UsageError("upload: nested multipart bodies are not supported")
-                if part.name == "file":
-                    directory = node.store.tmp_path(UPLOAD_DIR_SUFFIX)
-                    path = directory / upload_name(part.filename)
-                    uploads.append(path)
-                    received = await _spool(part, path, received, limit)
-                elif part.name in TRACK_FIELDS:
-                    if part.name in fields:
-                        raise UsageError(f"{part.name}: given more than once")
-                    fields[part.name] = await _read_field(part, part.name)
-                else:
-                    raise UsageError(
-                        f"{part.name}: unknown form field; expected file, "
-                        + ", ".join(TRACK_FIELDS)
-                    )
+            try:
+                await _read_upload_form(request, node, limit, uploads, fields)
+            # aiohttp's words for a malformed body; the last two are warnings, raised only
+            # where warnings are errors (otherwise the part has no name, refused below).
+            except (
+                ValueError,
+                HttpProcessingError,
+                BadContentDispositionHeader,
+                BadContentDispositionParam,
+            ) as e:
+                reason = _shown(str(e))
+                raise UsageError(
+                    f"upload: not a well-formed multipart/form-data body ({reason})"
+                ) from e
             if not uploads:
                 raise UsageError("file: the upload has no file part")
             choices = track_choices(fields, empty_is_absent=True)
@@ -318,6 +315,36 @@ class AdminAPI:
             _refuse_withdrawn(await node.catalog.track(track.id))
             record = await request.config_dict[PUBLISHER].withdraw(track.id)
         return web.json_response(track_json(node, record))
+
+
+async def _read_upload_form(
+    request: web.Request, node: Node, limit: int, uploads: list[Path], fields: dict[str, Any]
+) -> None:
+    """Spool every file part to the store's tmp/ (appending to `uploads`) and read the fields."""
+    reader = await request.multipart()
+    received = 0
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise UsageError("upload: nested multipart bodies are not supported")
+        if part.name == "file":
+            directory = node.store.tmp_path(UPLOAD_DIR_SUFFIX)
+            path = directory / upload_name(part.filename)
+            uploads.append(path)
+            received = await _spool(part, path, received, limit)
+        elif part.name in TRACK_FIELDS:
+            if part.name in fields:
+                raise UsageError(f"{part.name}: given more than once")
+            fields[part.name] = await _read_field(part, part.name)
+        else:
+            raise UsageError(
+                f"{_shown(str(part.name))}: unknown form field; expected file, "
+                + ", ".join(TRACK_FIELDS)
+            )
+
+
+def _shown(text: str) -> str:
+    """`text` as a message can carry it: bytes that are not UTF-8 written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _refuse_withdrawn(track: TrackRecord) -> None:
