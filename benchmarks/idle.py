@@ -59,6 +59,14 @@ print(f"http://127.0.0.1:{sys.argv[1]}/", flush=True)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
 
+# What `stave run` loads before it opens anything: how much of its footprint is code, not data.
+IMPORTS_ONLY = """
+import node.cli, node.web.app, node.federation.runtime
+from pathlib import Path
+status = Path("/proc/self/status").read_text().splitlines()
+print(next(line for line in status if line.startswith("VmRSS:")).split()[1])
+"""
+
 
 @dataclass(frozen=True)
 class IdleFigures:
@@ -68,6 +76,7 @@ class IdleFigures:
     follows: int
     stave_rss_mb: float
     bare_aiohttp_rss_mb: float
+    imports_rss_mb: float
     healthz_seconds: float
     feed_seconds: float
     healthz_runs: list[float]
@@ -222,6 +231,14 @@ def idle_rss(command: list[str], log: Path, paths: list[str], settle: float) -> 
         return resident_mb(process.pid)
 
 
+def imports_rss() -> float:
+    """VmRSS in MB of a process that has only imported what `stave run` imports."""
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTS_ONLY], capture_output=True, text=True, check=True
+    )
+    return int(done.stdout.strip()) * 1024 / 1e6
+
+
 def cold_start(root: Path, log: Path) -> tuple[float, float]:
     """Seconds from spawning `stave run` to the first 200 of /healthz, then of /feed.json."""
     started = time.perf_counter()
@@ -290,6 +307,7 @@ def run(
             bare_rss = idle_rss(
                 [sys.executable, "-c", BARE_AIOHTTP, port], log, ["healthz"], settle
             )
+            imports = imports_rss()
             healthz_runs, feed_runs, pass_runs, nginx_runs = [], [], [], []
             for _ in range(starts):
                 healthz, feed = cold_start(tmp / "node", log)
@@ -304,6 +322,7 @@ def run(
         follows=follows,
         stave_rss_mb=stave_rss,
         bare_aiohttp_rss_mb=bare_rss,
+        imports_rss_mb=imports,
         healthz_seconds=min(healthz_runs),
         feed_seconds=min(feed_runs),
         healthz_runs=healthz_runs,
@@ -326,6 +345,7 @@ def main() -> None:
         f"bare aiohttp {f.bare_aiohttp_rss_mb:.1f} MB, ratio "
         f"{f.stave_rss_mb / f.bare_aiohttp_rss_mb:.2f}"
     )
+    print(f"              Stave's imports alone: {f.imports_rss_mb:.1f} MB")
     print("              for scale: Navidrome documents < 50 MB, a small Funkwhale ~500 MB")
     verdict = "meets" if f.healthz_seconds <= GOAL_COLD_START_SECONDS else "misses"
     runs = ", ".join(f"{t:.2f}" for t in f.healthz_runs)

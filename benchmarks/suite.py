@@ -173,6 +173,22 @@ def parse_idle(output: str) -> list[Figure]:
         Figure("idle", "cold start to first 200 of /feed.json", _number(start[2]), "s",
                python, "python -c pass", 1.5, True, "value"),
     ]  # fmt: skip
+    imports = re.search(r"Stave's imports alone: ([\d.]+) MB", output)
+    if imports:
+        figures.insert(
+            1,
+            Figure(
+                "idle",
+                "resident memory of stave run's imports alone",
+                _number(imports[1]),
+                "MB",
+                _number(rss[2]),
+                "bare aiohttp process",
+                None,
+                True,
+                "value",
+            ),
+        )
     if nginx:
         figures.append(
             Figure(
