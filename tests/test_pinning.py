@@ -656,3 +656,36 @@ async def test_the_node_document_names_the_ipns_feed(
     async with open_node(root) as node:
         latest = await node.catalog.latest_feed()
     assert latest is not None and resolved == f"/ipfs/{latest.cid}"
+
+
+async def test_a_mirror_with_kubo_pins_what_it_mirrors_and_unpins_withdrawals(
+    kubo: KuboDaemon, client: KuboClient, tmp_path: Path
+) -> None:
+    from federation_support import RunningNode, eventually
+
+    artist = await RunningNode.create(tmp_path / "artist", "Ada")
+    mirror = await RunningNode.create(
+        tmp_path / "mirror", "Mirror", ipfs__backend="kubo", ipfs__api=kubo.api
+    )
+    try:
+        track = await artist.publisher.add(FIXTURES / "tone.flac")
+        await mirror.runtime.follows.follow(artist.url, mirror=True)
+        cids = [track["audio"]["cid"], track["cover"]["cid"]]
+        assert all(mirror.node.store.has(cid) for cid in cids)
+
+        async def pinned() -> bool:
+            return all([await client.pin_ls(cid) for cid in cids])
+
+        await eventually(pinned, what="the mirror's Kubo to pin the mirrored files")
+        assert await read_all(client, cids[0]) == store_file(mirror.root, cids[0]).read_bytes()
+
+        await artist.publisher.withdraw(track["id"])
+
+        async def unpinned() -> bool:
+            return not await client.pin_ls(cids[0])
+
+        await eventually(unpinned, what="the withdrawn track to be unpinned at the mirror")
+        assert not mirror.node.store.has(cids[0])
+    finally:
+        await mirror.stop()
+        await artist.stop()

@@ -17,6 +17,7 @@ from node.catalog import FollowedTrack, FollowRecord
 from node.cid import CID
 from node.errors import FederationError, InvalidCID, StoreError, VerificationError
 from node.federation.context import Federation
+from node.pinning import uses_kubo
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +105,14 @@ class Mirror:
             bytes_total=sum(w.size or 0 for w in wanted),
         )
         failures = []
+        fetched: list[str] = []
         for item in wanted:
             state.current = item.label
             reasons = []
             for base in sources:
                 done_before = state.bytes_done
                 try:
-                    await self._download(base, item, state, progress)
+                    fetched.append(await self._download(base, item, state, progress))
                     break
                 except (FederationError, VerificationError, StoreError) as e:
                     state.bytes_done = done_before
@@ -120,6 +122,10 @@ class Mirror:
             state.files_done += 1
             if progress is not None:
                 progress(state)
+        if fetched and uses_kubo(self.federation.node):
+            # A mirror with the Kubo backend pins what it mirrors, through the durable queue.
+            async with self.federation.transaction() as tx:
+                await tx.queue_pins(fetched)
         return failures
 
     async def _download(
@@ -128,7 +134,8 @@ class Mirror:
         item: Wanted,
         state: MirrorProgress,
         progress: ProgressCallback | None,
-    ) -> None:
+    ) -> str:
+        """Fetch one file from `base` into the store, verified against its CID; returns the CID."""
         store = self.federation.node.store
         try:
             cid = str(CID.parse(item.cid).to_v1())
@@ -161,6 +168,7 @@ class Mirror:
         if item.size is not None and stored.size != item.size:
             # The bytes match the signed CID, so they are the artist's; only the size is off.
             log.warning("mirror: %s is %d bytes, its manifest says %d", cid, stored.size, limit)
+        return cid
 
     async def remove_unreferenced(self, cids: Iterable[str]) -> list[str]:
         """Remove from the store those of `cids` nothing references any more; returns them."""
@@ -169,6 +177,9 @@ class Mirror:
         for cid in {_normal(c) for c in cids} - referenced:
             await asyncio.to_thread(self.federation.node.store.remove, cid)
             removed.append(cid)
+        if removed and uses_kubo(self.federation.node):
+            async with self.federation.transaction() as tx:
+                await tx.queue_unpins(removed)
         return sorted(removed)
 
 
