@@ -28,7 +28,10 @@ def _row(index: int, figure: Figure) -> list[str]:
     judged = figure.judged
     assert judged is not None and figure.goal is not None
     y = TOP + index * ROW
-    length = BAR * min(judged / figure.goal, 2.0) / 2.0
+    # A goal of zero (no errors): any at all is drawn past the end of the track.
+    zero_goal = 0.0 if judged == 0 else float("inf")
+    fraction = judged / figure.goal if figure.goal else zero_goal
+    length = BAR * min(fraction, 2.0) / 2.0
     goal_x = LABEL + BAR / 2
     colour = MET if figure.met else MISSED
     sign = "≤" if figure.at_most else "≥"
@@ -44,8 +47,8 @@ def _row(index: int, figure: Figure) -> list[str]:
         f'<text x="{LABEL}" y="{y + 36}" class="small">{reading}</text>',
         f'<rect x="{LABEL}" y="{y + 4}" width="{BAR}" height="18" fill="none" stroke="#bbb"/>',
         *(
-            [f'<text x="{LABEL + BAR + 4}" y="{y + 18}">▸ {judged / figure.goal:.1f}× goal</text>']
-            if judged > 2 * figure.goal
+            [f'<text x="{LABEL + BAR + 4}" y="{y + 18}">▸ {fraction:.1f}× goal</text>']
+            if fraction > 2
             else []
         ),
     ]

@@ -13,6 +13,7 @@ shorter durations; the report says which mode produced it. A benchmark that cann
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -206,9 +207,21 @@ def parse_idle(output: str) -> list[Figure]:
     return figures
 
 
-def parse_nothing(output: str) -> list[Figure]:
-    """A benchmark whose output the suite cannot read into figures is reported verbatim."""
-    return []
+def parse_load(output: str) -> list[Figure]:
+    start = output.find("{")
+    if start < 0:
+        raise ValueError("no JSON report in the output")
+    report = json.loads(output[start:])
+    clients = report["clients"]
+    return [
+        Figure("load", f"peak resident memory under {clients} clients",
+               report["rss_peak_mib"], "MiB", report["rss_idle_mib"], "the same node idle",
+               report["rss_cap_mib"], True, "value"),
+        Figure("load", f"5xx responses under {clients} clients", report["server_errors"],
+               "responses", None, "-", 0.0, True, "value"),
+        Figure("load", f"requests served under {clients} clients",
+               report["requests_per_second"], "req/s", None, "-", None, False, "value"),
+    ]  # fmt: skip
 
 
 BENCHMARKS = [
@@ -219,7 +232,9 @@ BENCHMARKS = [
     Benchmark("idle", [], ["--settle", "5", "--starts", "3"], parse_idle),
 ]
 if (ROOT / "benchmarks" / "load.py").exists():
-    BENCHMARKS.append(Benchmark("load", [], [], parse_nothing))
+    BENCHMARKS.append(
+        Benchmark("load", [], ["--clients", "50", "--duration", "10", "--uploads", "5"], parse_load)
+    )
 
 
 def run_benchmark(benchmark: Benchmark, quick: bool) -> Outcome:
