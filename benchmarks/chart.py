@@ -47,11 +47,15 @@ def _row(index: int, figure: Figure) -> list[str]:
         f'<text x="{LABEL}" y="{y + 36}" class="small">{reading}</text>',
         f'<rect x="{LABEL}" y="{y + 4}" width="{BAR}" height="18" fill="none" stroke="#bbb"/>',
         *(
-            [f'<text x="{LABEL + BAR + 4}" y="{y + 18}">▸ {fraction:.1f}× goal</text>']
+            [f'<text x="{LABEL + BAR + 4}" y="{y + 18}">▸ {_times(fraction)}</text>']
             if fraction > 2
             else []
         ),
     ]
+
+
+def _times(fraction: float) -> str:
+    return "past the goal" if fraction == float("inf") else f"{fraction:.1f}× goal"
 
 
 def render_chart(figures: list[Figure]) -> str:
