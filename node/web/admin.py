@@ -108,7 +108,7 @@ class AdminPages(api.AdminAPI):
         return self.page(checked)
 
     def refused(self, request: web.Request, message: str) -> web.Response:
-        return admin_render(request, "admin/refused.html", {"message": message}, status=403)
+        return admin_render(request, "admin_refused.html", {"message": message}, status=403)
 
     # --- logging in and out ---------------------------------------------------------------------
 
@@ -117,7 +117,7 @@ class AdminPages(api.AdminAPI):
     ) -> web.Response:
         token = login_token(request)
         response = admin_render(
-            request, "admin/login.html", {"login_csrf": token, "error": error}, status=status
+            request, "admin_login.html", {"login_csrf": token, "error": error}, status=status
         )
         set_login_cookie(response, request, token)
         return response
@@ -163,7 +163,7 @@ class AdminPages(api.AdminAPI):
         follows = await request.config_dict[FEDERATION].federation.catalog.follows()
         return admin_render(
             request,
-            "admin/dashboard.html",
+            "admin_dashboard.html",
             {
                 "session": session,
                 "notices": session.take_notices(),
@@ -229,7 +229,7 @@ class AdminPages(api.AdminAPI):
         values.update({k: v for k, v in fields.items() if k in values})
         return admin_render(
             request,
-            "admin/edit.html",
+            "admin_edit.html",
             {
                 "session": session,
                 "track": view,
@@ -274,7 +274,7 @@ class AdminPages(api.AdminAPI):
         """`GET /admin/tracks/{id}/withdraw`: are you sure?"""
         track = await self._live_track(request)
         return admin_render(
-            request, "admin/withdraw.html", {"session": session, "track": TrackView.of(track)}
+            request, "admin_withdraw.html", {"session": session, "track": TrackView.of(track)}
         )
 
     async def withdraw(
@@ -302,7 +302,7 @@ class AdminPages(api.AdminAPI):
         follows = [follow_json(f) for f in await catalog.follows()]
         return admin_render(
             request,
-            "admin/follows.html",
+            "admin_follows.html",
             {"session": session, "notices": session.take_notices(), "follows": follows},
         )
 
