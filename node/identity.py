@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass
@@ -51,7 +52,14 @@ def did_from_public_key(public_key: Ed25519PublicKey) -> str:
 
 def public_key_from_did(did: str) -> Ed25519PublicKey:
     """The Ed25519 key a `did:key:z6Mk…` names; VerificationError for anything else."""
-    if not isinstance(did, str) or not did.startswith("did:key:z"):
+    if not isinstance(did, str):
+        raise VerificationError(f"{excerpt(did)} is not an Ed25519 did:key")
+    return _public_key_from_did(did)
+
+
+@functools.lru_cache(maxsize=4096)  # followers check the same few artists' keys over and over
+def _public_key_from_did(did: str) -> Ed25519PublicKey:
+    if not did.startswith("did:key:z"):
         raise VerificationError(f"{excerpt(did)} is not an Ed25519 did:key")
     if len(did) > MAX_DID_LENGTH:  # before decoding, whose cost grows with the square
         raise VerificationError(f"{excerpt(did)}: too long for an Ed25519 did:key")

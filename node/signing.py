@@ -6,6 +6,7 @@ W3C Recommendation "Data Integrity EdDSA Cryptosuites v1.0", section 3.3 (eddsa-
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -30,7 +31,15 @@ MAX_PROOF_VALUE = 1 + 88
 
 def canonicalize(value: Any) -> bytes:
     """The JCS form of a JSON value; VerificationError for values JCS cannot represent."""
-    _check_jcs_domain(value)
+    if _check_jcs_domain(value):
+        # For these values RFC 8785 and Python's sorted, compact JSON are the same bytes
+        # (see _check_jcs_domain); json's C encoder is many times faster than rfc8785.
+        try:
+            return json.dumps(
+                value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+            ).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: rfc8785 says why it has no JCS form
     try:
         return bytes(rfc8785.dumps(value))
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
@@ -39,7 +48,15 @@ def canonicalize(value: Any) -> bytes:
         raise VerificationError("document nests too deeply to canonicalize") from e
 
 
-def _check_jcs_domain(value: Any) -> None:
+def _check_jcs_domain(value: Any) -> bool:
+    """Raise for values outside JCS's domain; True when json.dumps gives the JCS bytes.
+
+    It does unless a member name has a character outside the Basic Multilingual Plane (JCS
+    sorts by UTF-16 code units, Python by code points) or a float is integral or outside
+    [1e-4, 1e16) (ECMAScript prints those without ".0" or in another exponent form than repr).
+    Strings escape alike: quote, backslash and control characters only, in lowercase hex.
+    """
+    simple = True
     stack = [(value, 0)]
     while stack:
         item, depth = stack.pop()
@@ -53,15 +70,20 @@ def _check_jcs_domain(value: Any) -> None:
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise VerificationError("document holds a non-finite number")
+            if simple and (item.is_integer() or not 1e-4 <= abs(item) < 1e16):
+                simple = False
         elif isinstance(item, Mapping):
             for key in item:
                 if not isinstance(key, str):
                     raise VerificationError("document has a non-string member name")
+                if simple and not key.isascii() and max(key) > "\uffff":
+                    simple = False
             stack.extend((member, depth + 1) for member in item.values())
         elif isinstance(item, list | tuple):
             stack.extend((member, depth + 1) for member in item)
         else:
             raise VerificationError(f"document holds a {type(item).__name__}, not JSON")
+    return simple
 
 
 def hash_data(proof_config: Mapping[str, Any], document: Mapping[str, Any]) -> bytes:

@@ -7,7 +7,10 @@ import json
 from typing import Any
 
 import pytest
+import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.errors import VerificationError
 from node.identity import (
@@ -212,3 +215,52 @@ def test_canonical_form_is_rfc8785() -> None:
     assert canonicalize({"b": [1.0, 1e21, "€"], "a": None, "\u20ac": True, "1": False}) == (
         '{"1":false,"a":null,"b":[1,1e+21,"€"],"€":true}'.encode()
     )
+
+
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0.0001, 1e-05, 1e16, 1e21, 2.0, -0.0, 0.5, 183.4, 1e15 + 0.5])
+    | st.text()
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(_json_values)
+def test_canonical_form_matches_rfc8785_everywhere(value: Any) -> None:
+    try:
+        expected = bytes(rfc8785.dumps(value))
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(VerificationError):
+            canonicalize(value)
+        return
+    assert canonicalize(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"\U0001f600": 1, "\ufb33": 2, "a": 3},  # UTF-16 order differs from code-point order
+        {"x": "\ud800"},  # a lone surrogate has no JCS form
+        {"t": '\x00\x1f\x7f\u2028"\\/'},
+        [1e-07, 1e-4, 123456789012345.6, 9007199254740991.0],
+    ],
+    ids=["astral-keys", "lone-surrogate", "escapes", "number-forms"],
+)
+def test_canonical_form_edge_cases(value: Any) -> None:
+    try:
+        expected = bytes(rfc8785.dumps(value))
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(VerificationError):
+            canonicalize(value)
+        return
+    assert canonicalize(value) == expected
