@@ -189,12 +189,14 @@ def test_an_archive_without_the_key_restores_beside_the_artists_own_key(
     wrong_key = tmp_path / "wrong"
     wrong_key.mkdir()
     (wrong_key / "key.pem").write_bytes((stranger / "key.pem").read_bytes())
+    (wrong_key / "key.pem").chmod(0o600)
     refused(stave(wrong_key, "import", str(archive)), "is the key of", "not of")
     assert [p.name for p in wrong_key.iterdir()] == ["key.pem"]
 
     own_key = tmp_path / "own"
     own_key.mkdir()
     (own_key / "key.pem").write_bytes((artist_node / "key.pem").read_bytes())
+    (own_key / "key.pem").chmod(0o600)
     ok(stave(own_key, "import", str(archive)))
     assert ok(stave(own_key, "id")) == ok(stave(artist_node, "id"))
     assert (own_key / "key.pem").read_bytes() == (artist_node / "key.pem").read_bytes()
@@ -289,6 +291,7 @@ def test_import_refuses_a_data_directory_in_use(artist_node: Path, tmp_path: Pat
     keyed = tmp_path / "keyed"
     keyed.mkdir()
     (keyed / "key.pem").write_bytes((artist_node / "key.pem").read_bytes())
+    (keyed / "key.pem").chmod(0o600)
     refused(stave(keyed, "import", str(archive), env=WITH_PASSPHRASE), "already holds a key.pem")
     assert [p.name for p in keyed.iterdir()] == ["key.pem"]
 
@@ -310,6 +313,7 @@ def test_export_streams_to_stdout_and_import_reads_stdin(artist_node: Path, tmp_
     restored = tmp_path / "restored"
     restored.mkdir()
     (restored / "key.pem").write_bytes((artist_node / "key.pem").read_bytes())
+    (restored / "key.pem").chmod(0o600)
     with archive.open("rb") as source:
         imported = subprocess.run(
             [sys.executable, "-m", "node", "--data-dir", str(restored), "import", "-"],

@@ -283,21 +283,28 @@ def test_the_installed_package_carries_its_templates_and_static_files(
 ) -> None:
     script = (
         "import json, node, importlib.resources as r\n"
+        "def walk(item, name):\n"
+        "    if item.is_dir():\n"
+        "        for child in item.iterdir():\n"
+        "            if child.name != '__pycache__':\n"
+        "                yield from walk(child, f'{name}/{child.name}')\n"
+        "    else:\n"
+        "        yield name, item.read_bytes().hex()\n"
         "root = r.files('web')\n"
         "found = {}\n"
         "for folder in ('templates', 'static'):\n"
-        "    for item in (root / folder).iterdir():\n"
-        "        found[f'{folder}/{item.name}'] = item.read_bytes().hex()\n"
+        "    found.update(walk(root / folder, folder))\n"
         "print(json.dumps({'node': node.__file__, 'files': found}))\n"
     )
     result = _run(installed, tmp_path, str(installed / "python"), "-c", script)
     report = json.loads(result.stdout)
     assert Path(report["node"]).is_relative_to(installed.parent)
+    web = PROJECT_ROOT / "web"
     expected = {
-        f"{folder}/{path.name}": path.read_bytes().hex()
+        path.relative_to(web).as_posix(): path.read_bytes().hex()
         for folder in ("templates", "static")
-        for path in (PROJECT_ROOT / "web" / folder).iterdir()
-        if path.is_file()
+        for path in (web / folder).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
     }
     assert expected and report["files"] == expected
 
