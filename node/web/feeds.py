@@ -101,7 +101,14 @@ class FeedCache:
     async def current(self) -> FeedSnapshot | None:
         """The latest feed, or None before the first one is published."""
         stamp = self._catalog_stamp()
-        if stamp == self._stamp and time.monotonic() - self._checked < RECHECK_SECONDS:
+        # Not while nothing is loaded: the stamp is taken before the catalog is asked, so until
+        # the first answer lands it would hand concurrent requests a None (a 404 for a feed that
+        # exists; benchmarks/load.py caught it).
+        if (
+            self._snapshot is not None
+            and stamp == self._stamp
+            and time.monotonic() - self._checked < RECHECK_SECONDS
+        ):
             return self._snapshot
         async with self._lock:
             if stamp == self._stamp and time.monotonic() - self._checked < RECHECK_SECONDS:
