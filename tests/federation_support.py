@@ -282,9 +282,7 @@ async def fake_node() -> AsyncIterator[FakeNode]:
                 await response.write(fake.feed[start : start + 8192])
             await response.write_eof()
             return response
-        return web.Response(
-            body=fake.feed, content_type="application/json", headers={"ETag": etag}
-        )
+        return web.Response(body=fake.feed, content_type="application/json", headers={"ETag": etag})
 
     async def hub(request: web.Request) -> web.Response:
         form = await request.post()
