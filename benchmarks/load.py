@@ -2,7 +2,7 @@
 
     python -m benchmarks.load [--clients 200] [--duration 60] [--uploads 20] [--rss-cap-mib 150]
 
-Builds a node with one published track (the 5 MiB WAV take, plus the fixture MP3), starts
+Builds a node with one published track (a 5 MiB WAV take), starts
 `stave run` on a free loopback port, then runs `--clients` concurrent clients for `--duration`
 seconds, each in a loop picking one of:
 
