@@ -65,7 +65,8 @@ def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class KillTrial:
-    """One run of a command that was sent SIGKILL after `delay` seconds (unless it ended first)."""
+    """One run of a command, sent SIGKILL `delay` seconds after it started (unless it ended
+    first)."""
 
     number: int
     delay: float
@@ -79,40 +80,50 @@ def kill_trials(
     check: Callable[[KillTrial], None],
     *,
     trials: int,
-    max_delay: float,
-    min_delay: float = 0.0,
+    delay: Callable[[int, random.Random], float],
     seed: int,
+    armed: Callable[[int], Callable[[], bool]] | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 120,
 ) -> list[KillTrial]:
-    """Run `command(n)` for n in range(trials), SIGKILL it after a uniform random delay in
-    [min_delay, max_delay) drawn from `seed`, wait for it, then call `check(trial)`.
+    """Run `command(n)` for n in range(trials), SIGKILL it after `delay(n, rng)` seconds (`rng`
+    seeded with `seed`), wait for it, then call `check(trial)`.
 
+    The delay counts from the start, or, when `armed` is given, from the moment the predicate
+    `armed(n)` returns (made before the command starts) first holds: "once it has begun writing".
     Only the process started here is ever signalled, by its pid. Returns every trial.
     """
     rng = random.Random(seed)
     done = []
     for number in range(trials):
-        delay = rng.uniform(min_delay, max_delay)
+        wait = delay(number, rng)
+        ready = armed(number) if armed is not None else None
         process = subprocess.Popen(
             command(number),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env if env is not None else clean_environment(),
         )
-        deadline = time.monotonic() + delay
+        started = time.monotonic()
+        if ready is not None:
+            while process.poll() is None and not ready():
+                if time.monotonic() - started > timeout:
+                    break
+                time.sleep(0.001)
+        deadline = time.monotonic() + wait
         while process.poll() is None and time.monotonic() < deadline:
             time.sleep(min(0.002, max(deadline - time.monotonic(), 0)))
         killed = process.poll() is None
         if killed:
             process.send_signal(signal.SIGKILL)
+        elapsed = time.monotonic() - started
         try:
             _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             raise
         trial = KillTrial(
-            number, delay, killed, process.returncode, stderr.decode(errors="replace")
+            number, elapsed, killed, process.returncode, stderr.decode(errors="replace")
         )
         check(trial)
         done.append(trial)
