@@ -41,9 +41,9 @@ def _serialize(value: Any, depth: int) -> str:
         return es_number(value)
     if type(value) is str:
         return _string(value)
-    if type(value) in (list, tuple):
+    if isinstance(value, list | tuple):
         return "[" + ",".join(_serialize(item, depth + 1) for item in value) + "]"
-    if type(value) is dict:
+    if isinstance(value, dict):  # a dict or a subclass; other mappings are not JSON
         for key in value:
             if type(key) is not str:
                 raise NoJCSForm("non-string member name")

@@ -27,7 +27,7 @@ DONE = re.compile(rb"Done (\d+) runs in (\d+) second")
 NAMES = ("feed", "manifest", "jcs", "cid", "media")
 
 
-def fuzz_one(name: str, runs: int | None, seed: int, corpus: Path) -> None:
+def fuzz_one(name: str, runs: int | None, seed: int, corpus: Path, crashes: Path) -> None:
     """Fuzz one target in this process, growing `corpus`; libFuzzer exits the process when done."""
     with atheris.instrument_imports(include=["node", "fuzz", "mutagen", "rfc8785"]):
         from fuzz.targets import TARGETS
@@ -36,7 +36,7 @@ def fuzz_one(name: str, runs: int | None, seed: int, corpus: Path) -> None:
     corpus.mkdir(parents=True, exist_ok=True)
     for index, seed_input in enumerate(target.seeds()):
         (corpus / f"seed-{index}").write_bytes(seed_input)
-    CRASHES.mkdir(exist_ok=True)
+    crashes.mkdir(parents=True, exist_ok=True)
 
     def one_input(data: bytes) -> None:
         target.check(data)
@@ -48,7 +48,7 @@ def fuzz_one(name: str, runs: int | None, seed: int, corpus: Path) -> None:
         f"-max_len={target.max_len}",
         f"-timeout={target.timeout_seconds}",
         "-rss_limit_mb=2048",
-        f"-artifact_prefix={CRASHES}/",
+        f"-artifact_prefix={crashes}/",
         "-print_final_stats=1",
         str(corpus),
     ]
@@ -94,6 +94,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1, help="libFuzzer's random seed")
     parser.add_argument("--replay", type=Path, metavar="FILE", help="check one saved input")
     parser.add_argument(
+        "--crashes",
+        type=Path,
+        default=CRASHES,
+        metavar="DIR",
+        help="where an input that breaks the contract is saved (default: fuzz/crashes)",
+    )
+    parser.add_argument(
         "--corpus",
         type=Path,
         metavar="DIR",
@@ -106,7 +113,7 @@ def main() -> int:
     if args.target == "all":
         return fuzz_all(args.runs, args.seed)
     corpus = args.corpus or Path(tempfile.mkdtemp(prefix=f"stave-fuzz-{args.target}-"))
-    fuzz_one(args.target, args.runs, args.seed, corpus)
+    fuzz_one(args.target, args.runs, args.seed, corpus, args.crashes)
     return 0
 
 

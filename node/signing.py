@@ -38,8 +38,8 @@ def canonicalize(value: Any) -> bytes:
             return json.dumps(
                 value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
             ).encode("utf-8")
-        except UnicodeEncodeError:
-            pass  # a lone surrogate: rfc8785 says why it has no JCS form
+        except (UnicodeEncodeError, TypeError, ValueError):
+            pass  # a lone surrogate, a mapping that is not a dict: rfc8785 says why
     try:
         return bytes(rfc8785.dumps(value))
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -374,6 +375,9 @@ JSON_ISH = st.recursive(
             inner,
             max_size=4,
         )
+        # Mappings that are not dicts have no JSON form; a dict subclass is a dict.
+        | st.dictionaries(st.text(max_size=3), inner, max_size=2).map(MappingProxyType)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=2).map(OrderedDict)
     ),
     max_leaves=20,
 )
@@ -635,8 +639,9 @@ def test_container_size_that_disagrees_with_the_file_is_refused(name: str) -> No
 def test_the_atheris_harness_runs_a_target_and_counts_its_inputs(tmp_path: Path) -> None:
     """The long mode's command works (one target, a few inputs: the long runs are for people)."""
     pytest.importorskip("atheris")
+    places = ["--corpus", str(tmp_path / "corpus"), "--crashes", str(tmp_path / "crashes")]
     done = subprocess.run(
-        [sys.executable, "-m", "fuzz.run", "cid", "--runs", "300", "--corpus", str(tmp_path)],
+        [sys.executable, "-m", "fuzz.run", "cid", "--runs", "300", *places],
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
@@ -644,4 +649,5 @@ def test_the_atheris_harness_runs_a_target_and_counts_its_inputs(tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Done 300 runs" in done.stderr
-    assert len(list(tmp_path.iterdir())) > len(documents.cid_strings())  # the corpus grew
+    assert len(list((tmp_path / "corpus").iterdir())) > len(documents.cid_strings())  # it grew
+    assert list((tmp_path / "crashes").iterdir()) == []
