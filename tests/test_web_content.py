@@ -8,15 +8,15 @@ from collections.abc import Awaitable, Callable
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
-from typing import Any
 
 import aiohttp
+import car_reader
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from node.catalog import TrackRecord
-from node.cid import CID, DAG_PB, RAW, read_varint
+from node.cid import CID, DAG_PB, RAW
 from node.identity import b58encode
 from node.store import Store
 from node.web import create_app
@@ -348,60 +348,12 @@ async def test_bafkqaaa_car_has_the_root_and_no_blocks(client: Client) -> None:
 # --- trustless gateway: CARs --------------------------------------------------------------------
 
 
-def _decode_cbor(data: bytes, pos: int) -> tuple[Any, int]:
-    """Just enough DAG-CBOR for a CARv1 header: maps, arrays, strings, ints, tag 42."""
-    major, info = data[pos] >> 5, data[pos] & 0x1F
-    pos += 1
-    if info < 24:
-        value = info
-    else:
-        width = {24: 1, 25: 2, 26: 4, 27: 8}[info]
-        value = int.from_bytes(data[pos : pos + width], "big")
-        pos += width
-    if major == 0:
-        return value, pos
-    if major in (2, 3):
-        raw = data[pos : pos + value]
-        return (raw if major == 2 else raw.decode()), pos + value
-    if major == 4:
-        items = []
-        for _ in range(value):
-            item, pos = _decode_cbor(data, pos)
-            items.append(item)
-        return items, pos
-    if major == 5:
-        mapping = {}
-        for _ in range(value):
-            key, pos = _decode_cbor(data, pos)
-            mapping[key], pos = _decode_cbor(data, pos)
-        return mapping, pos
-    if major == 6 and value == 42:
-        link, pos = _decode_cbor(data, pos)
-        assert link[0] == 0
-        return CID.from_bytes(link[1:]), pos
-    raise AssertionError(f"unexpected CBOR major type {major}")
-
-
 def read_car(data: bytes) -> tuple[list[CID], list[tuple[CID, bytes]]]:
     """A CARv1's roots and blocks, each block checked against its CID."""
-    length, pos = read_varint(data, 0)
-    header, end = _decode_cbor(data, pos)
-    assert end == pos + length
+    header, blocks = car_reader.read_car(data)
     assert header["version"] == 1
-    pos = end
-    blocks = []
-    while pos < len(data):
-        length, pos = read_varint(data, pos)
-        section = data[pos : pos + length]
-        pos += length
-        _, at = read_varint(section, 0)  # version
-        _, at = read_varint(section, at)  # codec
-        _, at = read_varint(section, at)  # multihash code
-        size, at = read_varint(section, at)
-        cid = CID.from_bytes(section[: at + size])
-        block = section[at + size :]
+    for cid, block in blocks:
         assert cid.matches(block), f"block {cid} does not hash to its CID"
-        blocks.append((cid, block))
     return header["roots"], blocks
 
 
