@@ -53,3 +53,59 @@ def verify_rotation(body: bytes | Any, followed_did: str) -> str:
         raise VerificationError(f"next did {excerpt(following)} is not a new did")
     public_key_from_did(following)  # VerificationError for anything but an Ed25519 did:key
     return following
+
+
+MAX_CHAIN = 32
+MAX_ROTATION_BYTES = 64 * 1024
+
+
+def verify_rotation_chain(
+    body: bytes | Any, followed_did: str, target_did: str
+) -> list[dict[str, Any]]:
+    """The statements that lead from `followed_did` to `target_did`, each verified against the
+    did before it; else VerificationError saying why.
+
+    `body` is what `/.well-known/stave-rotation.json` serves (its bytes or parsed JSON): an array
+    of statements, oldest first, or one statement. The walk starts at the statement signed for
+    `followed_did` (a follower may have followed after earlier rotations), each next statement
+    must be for the previous one's `next`, and it ends at the first that names `target_did`.
+    """
+    document = parse_json(body, "rotation statements") if isinstance(body, bytes) else body
+    statements = [document] if isinstance(document, dict) else document
+    if not isinstance(statements, list):
+        raise VerificationError("rotation statements are not a JSON array or object")
+    if len(statements) > MAX_CHAIN:
+        raise VerificationError(
+            f"{len(statements)} rotation statements, more than the {MAX_CHAIN} a follower reads"
+        )
+    start = next(
+        (
+            index
+            for index, statement in enumerate(statements)
+            if isinstance(statement, dict) and statement.get("artist") == followed_did
+        ),
+        None,
+    )
+    if start is None:
+        raise VerificationError(f"no rotation statement is for {followed_did}")
+    used: list[dict[str, Any]] = []
+    current = followed_did
+    for number, statement in enumerate(statements[start:], start=start + 1):
+        if current == target_did:
+            break
+        claimed = statement.get("artist") if isinstance(statement, dict) else None
+        if claimed != current:
+            raise VerificationError(
+                f"rotation chain broken at statement {number}: it is for {excerpt(claimed)},"
+                f" not {current}"
+            )
+        try:
+            current = verify_rotation(statement, current)
+        except VerificationError as e:
+            raise VerificationError(f"rotation statement {number}: {e}") from e
+        used.append(statement)
+    if current != target_did:
+        raise VerificationError(
+            f"rotation chain from {followed_did} ends at {current}, not {target_did}"
+        )
+    return used

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 import pytest
 
 from node.errors import IdentityError, VerificationError
 from node.identity import Identity
-from node.rotation import ROTATION_TYPE, build_rotation, verify_rotation
+from node.rotation import ROTATION_TYPE, build_rotation, verify_rotation, verify_rotation_chain
 from node.signing import sign_document
 
 AT = datetime(2026, 11, 26, 18, 0, tzinfo=UTC)
@@ -72,3 +73,70 @@ def test_a_statement_cannot_name_the_old_key_or_a_non_key() -> None:
         build_rotation(old, old.did, AT)
     with pytest.raises(IdentityError):
         build_rotation(old, "did:key:zNotAKey", AT)
+
+
+# --- chains of statements (what /.well-known/stave-rotation.json serves) ----------------------
+
+
+def chain_of(identities: list[Identity]) -> list[dict[str, Any]]:
+    """Statements from each identity to the next, oldest first, each signed by the one before."""
+    return [build_rotation(old, new.did, AT) for old, new in pairwise(identities)]
+
+
+def test_a_chain_of_one_leads_to_the_next_did() -> None:
+    old, new = Identity.generate(), Identity.generate()
+    statement = build_rotation(old, new.did, AT)
+    assert verify_rotation_chain(json.dumps([statement]).encode(), old.did, new.did) == [statement]
+    assert verify_rotation_chain(json.dumps(statement).encode(), old.did, new.did) == [statement]
+
+
+def test_a_chain_of_three_is_walked_from_the_followed_did() -> None:
+    keys = [Identity.generate() for _ in range(4)]
+    chain = chain_of(keys)
+    body = json.dumps(chain).encode()
+    assert verify_rotation_chain(body, keys[0].did, keys[3].did) == chain
+    # A follower that followed after the first rotation starts in the middle.
+    assert verify_rotation_chain(body, keys[1].did, keys[3].did) == chain[1:]
+    # The walk stops at the feed's artist, even when the chain goes on.
+    assert verify_rotation_chain(body, keys[0].did, keys[2].did) == chain[:2]
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("no statement for the followed did", "no rotation statement is for"),
+        ("broken link", "rotation chain broken at statement 2"),
+        ("forged link signed by the new key", "rotation statement 2: proof is by"),
+        ("does not reach the target", "ends at"),
+        ("too long", "more than the 32"),
+        ("not an array or object", "not a JSON array or object"),
+        ("not JSON", "not valid UTF-8 JSON"),
+        ("a link that is not an object", "rotation chain broken at statement 2"),
+    ],
+)
+def test_chains_that_do_not_lead_from_the_followed_did_to_the_target_are_refused(
+    case: str, reason: str
+) -> None:
+    keys = [Identity.generate() for _ in range(4)]
+    stranger = Identity.generate()
+    chain = chain_of(keys)
+    target = keys[3].did
+    body: Any = {
+        "no statement for the followed did": chain_of([stranger, keys[3]]),
+        "broken link": [chain[0], build_rotation(stranger, keys[3].did, AT)],
+        "forged link signed by the new key": [
+            chain[0],
+            resigned(build_rotation(keys[1], keys[3].did, AT), keys[3]),
+        ],
+        "does not reach the target": chain[:2],
+        "too long": chain_of([keys[0]] + [Identity.generate() for _ in range(32)] + [keys[3]]),
+        "not an array or object": "statements",
+        "not JSON": b"[{",
+        "a link that is not an object": [chain[0], "next"],
+    }[case]
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    with pytest.raises(VerificationError) as refused:
+        verify_rotation_chain(body, keys[0].did, target)
+    assert reason in str(refused.value)
+    assert "\n" not in str(refused.value)
