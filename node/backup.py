@@ -8,6 +8,8 @@ members, in this order:
 - `config.toml`: the node's settings, as they were;
 - `catalog.sqlite`: a consistent snapshot of the catalog (SQLite's online backup API), with
   the tracks, every manifest revision, the whole feed chain and the follows;
+- `rotation.json`: only when the artist's key was ever rotated, the rotation statements
+  (node/keys.py) that link the dids earlier feeds were signed by to the current key;
 - `key.pem`: only when asked for, the artist's key as PKCS#8 PEM encrypted with a passphrase;
 - `content/<cid>.car`: one CARv1 per stored file (audio, covers, every feed snapshot,
   mirrored content), its root alone in the header, blocks in depth-first order with repeated
@@ -53,6 +55,7 @@ from node.errors import (
 )
 from node.feed import FEED_TYPE, format_timestamp, parse_json
 from node.identity import Identity
+from node.keys import MAX_ROTATION_FILE_BYTES, artist_dids
 from node.settings import parse_config
 from node.signing import verify_document
 from node.store import Store, car_header
@@ -63,6 +66,7 @@ INDEX_NAME = "stave-backup.json"
 CONFIG_NAME = "config.toml"
 CATALOG_NAME = "catalog.sqlite"
 KEY_NAME = "key.pem"
+ROTATION_NAME = "rotation.json"
 CONTENT_PREFIX = "content/"
 CAR_SUFFIX = ".car"
 
@@ -255,6 +259,9 @@ def _write_archive(
         tar.addfile(member(CONFIG_NAME, len(config)), io.BytesIO(config))
         with snapshot.open("rb") as catalog:
             tar.addfile(member(CATALOG_NAME, snapshot.stat().st_size), catalog)
+        if data.rotation_path.exists():
+            rotations = data.rotation_path.read_bytes()
+            tar.addfile(member(ROTATION_NAME, len(rotations)), io.BytesIO(rotations))
         if key_pem is not None:
             tar.addfile(member(KEY_NAME, len(key_pem)), io.BytesIO(key_pem))
         for entry in entries:
@@ -433,6 +440,14 @@ class _Restore:
                         self._read_config(_read_small(source, member, MAX_CONFIG_BYTES))
                     else:
                         _copy_to(source, self.staging / CATALOG_NAME)
+                elif (
+                    member.name == ROTATION_NAME
+                    and store is None
+                    and not self.key_from_archive
+                    and not (self.staging / ROTATION_NAME).exists()
+                ):
+                    body = _read_small(source, member, MAX_ROTATION_FILE_BYTES)
+                    _write_private(self.staging / ROTATION_NAME, body)
                 elif member.name == KEY_NAME and store is None and not self.key_from_archive:
                     self._read_key(_read_small(source, member, MAX_KEY_BYTES))
                 elif member.name.startswith(CONTENT_PREFIX) and member.name.endswith(CAR_SUFFIX):
@@ -535,10 +550,14 @@ class _Restore:
     async def finish(self) -> None:
         identity = self.identity
         assert identity is not None  # set by _read_index or _read_key, else they refused
+        try:
+            dids = artist_dids(DataDir(self.staging), identity.did)
+        except VerificationError as e:
+            raise VerificationError(f"{self.name}: {ROTATION_NAME}: {e}") from e
         store = Store(self.staging / "store")
         try:
             async with open_catalog(self.staging / CATALOG_NAME) as catalog:
-                await _check_restored(catalog, store, identity.did, self.name)
+                await _check_restored(catalog, store, dids, self.name)
                 await catalog.forget_pin_state()
         except CatalogError as e:
             raise VerificationError(f"{self.name}: {CATALOG_NAME}: {e}") from e
@@ -552,6 +571,8 @@ class _Restore:
         names = [CONFIG_NAME, CATALOG_NAME, "store", "admin-token"]
         if self.key_from_archive:
             names.append(KEY_NAME)
+        if (self.staging / ROTATION_NAME).exists():
+            names.append(ROTATION_NAME)
         for entry in names:
             os.replace(self.staging / entry, self.root / entry)
 
@@ -689,10 +710,13 @@ def _restore_car(what: str, source: IO[bytes], root: CID, store: Store) -> int:
     return size
 
 
-async def _check_restored(catalog: Catalog, store: Store, did: str, name: str) -> None:
+async def _check_restored(catalog: Catalog, store: Store, dids: list[str], name: str) -> None:
     """Refuse unless the catalog's content is all in the store and its feed chain is intact:
-    each feed's bytes name the one before by CID, with sequences counting up, all by `did`,
-    and the latest carries a valid proof (which, by the CIDs, binds every earlier one)."""
+    each feed's bytes name the one before by CID, with sequences counting up, each by one of
+    the artist's `dids` (oldest first, never going back to an earlier one), the latest by the
+    current key (`dids[-1]`) with a valid proof (which, by the CIDs, binds every earlier one)."""
+    did = dids[-1]
+    earliest = 0
     for cid in sorted(await catalog.referenced_cids()):
         if not store.has(cid):
             raise VerificationError(f"{name}: the catalog needs {cid}, the archive lacks it")
@@ -706,8 +730,10 @@ async def _check_restored(catalog: Catalog, store: Store, did: str, name: str) -
         if not isinstance(parsed, dict) or parsed.get("type") != FEED_TYPE:
             raise VerificationError(f"{what}: is not a feed document")
         document = parsed
-        if document.get("artist") != did:
-            raise VerificationError(f"{what}: is by {document.get('artist')!r}, not {did}")
+        artist = document.get("artist")
+        if artist not in dids[earliest:]:
+            raise VerificationError(f"{what}: is by {artist!r}, not {did}")
+        earliest = dids.index(artist, earliest)
         if document.get("sequence") != record.sequence:
             raise VerificationError(f"{what}: says sequence {document.get('sequence')!r}")
         want_previous = previous.cid if previous else None
@@ -718,6 +744,8 @@ async def _check_restored(catalog: Catalog, store: Store, did: str, name: str) -
         previous = record
     if document:
         try:
+            if document.get("artist") != did:
+                raise VerificationError(f"signed by {document.get('artist')!r}, not {did}")
             verify_document(document, did)
         except VerificationError as e:
             raise VerificationError(f"{name}: the latest feed: {e}") from e

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,9 @@ from typing import Any, Literal
 from node.catalog import FeedRecord, TrackRecord
 from node.cid import CID
 from node.datadir import Node
-from node.errors import StaveError, VerificationError
+from node.errors import StaveError, VerificationError, excerpt
 from node.feed import FollowState, parse_json, parse_timestamp, verify_feed
+from node.keys import artist_dids
 from node.manifest import verify_manifest
 
 # Feed snapshots are small JSON documents; anything larger is not one Stave wrote.
@@ -294,7 +296,15 @@ def _check_feed_chain(
     tracks: list[TrackRecord],
     stored: dict[str, bool],
 ) -> None:
-    """Each feed follows the one before it, verifies, and says what its catalog row says."""
+    """Each feed follows the one before it, verifies against the key it was signed with (the
+    artist's current did, or an earlier one its rotation statements name, never going back),
+    and says what its catalog row says."""
+    try:
+        dids = artist_dids(node.data, node.identity.did)
+    except VerificationError as e:
+        report.findings.append(Finding("problem", "key", str(node.data.rotation_path), str(e)))
+        dids = [node.identity.did]
+    earliest = 0  # feeds may move to a later did of the chain, never back to an earlier one
     previous: FeedRecord | None = None
     latest: dict[str, Any] | None = None
     for record in feeds:
@@ -315,10 +325,11 @@ def _check_feed_chain(
         if not stored.get(record.cid):
             continue  # missing or corrupt: already a finding
         try:
-            document = _verified_feed(node, record)
+            document, signer = _verified_feed(node, record, dids[earliest:])
         except StaveError as e:
             problem(f"{record.cid} does not verify: {e}")
             continue
+        earliest = dids.index(signer, earliest)
         for name, in_catalog in (
             ("sequence", record.sequence),
             ("previous", record.previous),
@@ -334,8 +345,9 @@ def _check_feed_chain(
         _check_latest_feed(report, latest, feeds[-1], tracks)
 
 
-def _verified_feed(node: Node, record: FeedRecord) -> dict[str, Any]:
-    """The feed document under `record.cid`, verified as a follower would when it was issued."""
+def _verified_feed(node: Node, record: FeedRecord, dids: list[str]) -> tuple[dict[str, Any], str]:
+    """The feed document under `record.cid` and its artist, one of `dids`, verified as a
+    follower of that artist would have when it was issued."""
     path = node.store.path(record.cid)
     size = path.stat().st_size
     if size > MAX_FEED_BYTES:
@@ -344,8 +356,14 @@ def _verified_feed(node: Node, record: FeedRecord) -> dict[str, Any]:
     document = parse_json(body)
     if not isinstance(document, dict):
         raise VerificationError("feed is not a JSON object")
+    artist = document.get("artist")
+    if artist not in dids:
+        raise VerificationError(
+            f"signed as {excerpt(artist)}, which is not "
+            + (f"{dids[0]}" if len(dids) == 1 else f"one of {', '.join(dids)}")
+        )
     issued = parse_timestamp(document.get("updated"), "feed updated")
-    return verify_feed(body, FollowState(node.identity.did), max_bytes=size, now=issued)
+    return verify_feed(body, FollowState(artist), max_bytes=size, now=issued), artist
 
 
 def _check_latest_feed(
@@ -386,21 +404,18 @@ def _ids(pairs: Iterable[tuple[Any, Any]]) -> str:
 
 
 def _find_leftovers(node: Node, report: CheckReport) -> None:
+    """Every entry of `tmp/`: half-written files, and the directories uploads are spooled to
+    (`stave run` removes an upload's directory when it is done, unless it was killed)."""
     tmp = node.store.root / "tmp"
     try:
-        names = sorted(entry.name for entry in os.scandir(tmp) if entry.is_file())
+        entries = sorted((entry.name, entry.is_dir()) for entry in os.scandir(tmp))
     except FileNotFoundError:
         return
-    for name in names:
+    for name, is_dir in entries:
         path = str(tmp / name)
+        what = "an interrupted upload" if is_dir else "an interrupted write"
         report.findings.append(
-            Finding(
-                "notice",
-                "leftover",
-                path,
-                f"{path} is left from an interrupted write",
-                repairable=True,
-            )
+            Finding("notice", "leftover", path, f"{path} is left from {what}", repairable=True)
         )
 
 
@@ -410,6 +425,8 @@ def _repair(node: Node, report: CheckReport) -> None:
             continue
         if finding.kind in ("orphan", "withdrawn"):
             node.store.remove(finding.subject)
+        elif Path(finding.subject).is_dir():  # an upload's spool directory
+            shutil.rmtree(finding.subject, ignore_errors=True)
         else:  # stray and leftover findings name a path
             Path(finding.subject).unlink(missing_ok=True)
         report.repaired.append(finding)

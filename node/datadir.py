@@ -57,6 +57,20 @@ class DataDir:
     def token_path(self) -> Path:
         return self.root / "admin-token"
 
+    @property
+    def rotation_path(self) -> Path:
+        """The artist's key rotation statements, oldest first (node/keys.py)."""
+        return self.root / "rotation.json"
+
+    @property
+    def next_key_path(self) -> Path:
+        """The new key while `stave key rotate` is under way; gone once it has finished."""
+        return self.root / "key.next.pem"
+
+    def old_key_path(self, number: int) -> Path:
+        """Where the key replaced by the `number`-th rotation (1, 2, …) is kept."""
+        return self.root / f"key.old-{number}.pem"
+
     def load_config(self) -> Config:
         if not self.config_path.exists():
             raise ConfigError(f"{self.root}: not a Stave data directory; run `stave init` first")
@@ -124,8 +138,14 @@ def init_data_dir(root: Path, name: str, url: str | None = None) -> Identity:
 
 
 @asynccontextmanager
-async def open_node(root: Path, *, exclusive: bool = False) -> AsyncIterator[Node]:
+async def open_node(
+    root: Path, *, exclusive: bool = False, finishing_rotation: bool = False
+) -> AsyncIterator[Node]:
     """Open an initialised data directory; closes the catalog on exit.
+
+    A node whose key rotation was interrupted (`key.next.pem` is there) is refused: signing with
+    either key before the rotation has finished could fork the artist's feed. Only the rotation
+    itself (`finishing_rotation=True`, node/keys.py) opens it then.
 
     Every process with a node open holds a shared lock on its `node.lock` until it closes it.
     `exclusive=True` (a repair that removes unreferenced content) gets the node to itself or
@@ -135,6 +155,10 @@ async def open_node(root: Path, *, exclusive: bool = False) -> AsyncIterator[Nod
     data = DataDir(root)
     config = data.load_config()
     identity = data.load_identity()
+    if not finishing_rotation and data.next_key_path.exists():
+        raise IdentityError(
+            f"{data.root}: a key rotation was interrupted; run `stave key rotate` to finish it"
+        )
     async with _node_lock(data, exclusive):
         store = Store(data.store_path)
         async with open_catalog(data.catalog_path) as catalog:

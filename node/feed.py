@@ -49,9 +49,12 @@ def build_feed(
     terms: Terms,
     tracks: list[dict[str, Any]],
     withdrawn: list[tuple[str, str]],
+    rotation: str | None = None,
 ) -> dict[str, Any]:
-    """An unsigned feed document; `tracks` are signed manifests, newest first."""
-    return {
+    """An unsigned feed document; `tracks` are signed manifests, newest first. `rotation` is the
+    URL of the artist's key rotation statements, once there are any (docs/protocol-extensions.md).
+    """
+    document: dict[str, Any] = {
         "type": FEED_TYPE,
         "artist": artist,
         "name": name,
@@ -64,6 +67,9 @@ def build_feed(
         "tracks": tracks,
         "withdrawn": [{"id": track_id, "at": at} for track_id, at in withdrawn],
     }
+    if rotation is not None:
+        document["rotation"] = rotation
+    return document
 
 
 def serialize(document: Mapping[str, Any]) -> bytes:
@@ -152,9 +158,10 @@ def build_node_document(
     base_url: str,
     ipns: str | None,
     software_version: str,
+    rotation: str | None = None,
 ) -> dict[str, Any]:
-    """The unsigned `/.well-known/stave` document."""
-    return {
+    """The unsigned `/.well-known/stave` document; `rotation` as in `build_feed`."""
+    document: dict[str, Any] = {
         "type": NODE_TYPE,
         "artist": artist,
         "name": name,
@@ -164,3 +171,6 @@ def build_node_document(
         "ipns": ipns,
         "software": {"name": "stave", "version": software_version},
     }
+    if rotation is not None:
+        document["rotation"] = rotation
+    return document

@@ -22,6 +22,7 @@ from node.datadir import Node
 from node.errors import StoreError, UsageError
 from node.feed import build_feed, format_timestamp, serialize
 from node.manifest import build_manifest, content_ref
+from node.rotation import ROTATION_PATH
 from node.signing import sign_document
 from node.terms import Terms
 
@@ -193,6 +194,26 @@ class Publisher:
             raise
         return feed
 
+    async def resign_all(self) -> tuple[int, FeedRecord]:
+        """Sign every current track again, as its next revision by this node's key, and the
+        next feed, in one transaction: what a key rotation publishes (node/keys.py). Returns
+        how many tracks were signed again and the feed."""
+        created: list[str] = []
+        try:
+            async with self.node.catalog.transaction() as tx:
+                tracks = await tx.tracks()
+                for track in tracks:
+                    unsigned = {k: v for k, v in track.manifest.items() if k != "proof"}
+                    unsigned.update(revision=track.revision + 1, artist=self.node.identity.did)
+                    await tx.put_track(sign_document(unsigned, self.node.identity))
+                feed = await self._next_feed(tx)
+                created.append(feed.cid)
+                await self._queue_pins(tx, pin=created)
+        except BaseException:
+            await self._collect(created)
+            raise
+        return len(tracks), feed
+
     async def _live_track(self, track_id: str) -> TrackRecord:
         track = await self.node.catalog.find_track(track_id)
         if track.withdrawn_at is not None:
@@ -214,6 +235,11 @@ class Publisher:
             terms=self.default_terms(),
             tracks=tracks,
             withdrawn=await tx.withdrawn(),
+            rotation=(
+                self.node.base_url + ROTATION_PATH
+                if self.node.data.rotation_path.exists()
+                else None
+            ),
         )
         signed = sign_document(document, self.node.identity, created=document["updated"])
         stored = await asyncio.to_thread(self.node.store.put_bytes, serialize(signed))

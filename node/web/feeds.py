@@ -29,6 +29,7 @@ from node.datadir import Node
 from node.errors import StaveError
 from node.feed import build_node_document, parse_timestamp, serialize
 from node.publish import Publisher
+from node.rotation import ROTATION_PATH
 from node.signing import sign_document
 from node.web import rss
 from node.web.state import FEEDS, NODE, PUBLISHER
@@ -170,6 +171,9 @@ class FeedCache:
                 base_url=node.base_url,
                 ipns=ipns,
                 software_version=__version__,
+                rotation=(
+                    node.base_url + ROTATION_PATH if node.data.rotation_path.exists() else None
+                ),
             )
             self._node_document = serialize(sign_document(document, node.identity))
             self._node_document_ipns = ipns
@@ -274,10 +278,24 @@ async def node_document(request: web.Request) -> web.Response:
     )
 
 
+async def rotation_statements(request: web.Request) -> web.Response:
+    """The artist's key rotation statements, oldest first (docs/protocol-extensions.md)."""
+    path = request.config_dict[NODE].data.rotation_path
+    try:
+        body = await asyncio.to_thread(path.read_bytes)
+    except FileNotFoundError:
+        raise web.HTTPNotFound(text="this node's key has never been rotated") from None
+    return web.Response(
+        body=body,
+        headers={"Content-Type": FEED_JSON_TYPE, "Cache-Control": "public, max-age=300"},
+    )
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/feed.json", feed_json)
     app.router.add_get("/feed.rss", feed_rss)
     app.router.add_get("/.well-known/stave", node_document)
+    app.router.add_get("/" + ROTATION_PATH, rotation_statements)
 
 
 # --- keeping the feed fresh -------------------------------------------------------------------
