@@ -12,9 +12,15 @@ seconds, each in a loop picking one of:
   `--uploads` in all and two at a time (below `server.max_concurrent_uploads`), after which the
   client asks for the feed instead.
 
-Every response status is counted per kind; the node's VmRSS is read from /proc/PID/status once a
-second. Prints the figures as JSON and exits 1 on any 5xx, any 4xx to the feed (it always
-exists), any failed connection, or a peak RSS over `--rss-cap-mib`.
+Every response status is counted per kind, every 206 body is compared with the same bytes of the
+take as served whole before the load, and the node's VmRSS is read from /proc/PID/status once a
+second. Afterwards the feed must list every track an upload published.
+
+This is the long mode, one command; `run_load` is the same run as a function, which
+tests/test_load.py calls in a short mode. Prints the figures as JSON and exits 1 when
+`problems` finds any: a 5xx, a 4xx to the feed (it always exists), a failed connection, a ranged
+request not answered 206 or with other bytes than the take's, an upload not answered 201 or
+missing from the feed, the node exiting, or a peak RSS over `--rss-cap-mib`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import time
 import wave
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -38,6 +45,7 @@ HOST = "127.0.0.1"
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audio" / "tone.mp3"
 TAKE_BYTES = 5 * 1024 * 1024
 RANGE_BYTES = 64 * 1024
+UPLOADS_AT_ONCE = 2
 
 
 def write_take(path: Path) -> None:
@@ -53,8 +61,8 @@ def write_take(path: Path) -> None:
             out.writeframes(block)
 
 
-async def build_node(root: Path, sources: Path) -> tuple[str, int]:
-    """Publish the take; return its CID and stored size."""
+async def build_node(root: Path, sources: Path) -> str:
+    """Publish the take; return its CID."""
     from node.datadir import init_data_dir, open_node
     from node.publish import Publisher
 
@@ -65,44 +73,54 @@ async def build_node(root: Path, sources: Path) -> tuple[str, int]:
     async with open_node(root) as node:
         [manifest] = await Publisher(node).add_many([take])
         node.store.close()
-    return manifest["audio"]["cid"], manifest["audio"]["size"]
+    cid: str = manifest["audio"]["cid"]
+    return cid
 
 
 def first_line(process: subprocess.Popen[bytes]) -> str:
+    """The URL `stave run` prints once it listens."""
     line: list[bytes] = []
     assert process.stdout is not None
     stdout = process.stdout
-    reader = threading.Thread(target=lambda: line.append(stdout.readline()))
+    reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
     reader.start()
     reader.join(60)
     if not line or not line[0]:
-        raise SystemExit("stave run printed no URL")
+        raise RuntimeError("stave run printed no URL within 60 s")
     return line[0].decode().strip()
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+def rss_kib(pid: int) -> int | None:
+    """The process's resident memory in KiB, or None once it has gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return None
 
 
 class Load:
-    def __init__(self, url: str, token: str, cid: str, size: int, args: argparse.Namespace):
+    """The clients' shared state: what they may still do, and every outcome counted."""
+
+    def __init__(self, url: str, token: str, cid: str, take: bytes, uploads: int) -> None:
         self.url = url
         self.token = token
         self.cid = cid
-        self.size = size
-        self.args = args
+        self.take = take
         self.statuses: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
         self.first_errors: dict[str, str] = {}
-        self.uploads_left = args.uploads
-        self.upload_turns = asyncio.Semaphore(2)
+        self.wrong_ranges = 0
+        self.published_titles: list[str] = []
+        self.uploads_left = uploads
+        self.upload_turns = asyncio.Semaphore(UPLOADS_AT_ONCE)
         self.upload = FIXTURE.read_bytes()
 
     async def client(self, session: aiohttp.ClientSession, deadline: float, seed: int) -> None:
+        """One client's loop until the deadline: a feed, range or upload request at a time."""
         rng = random.Random(seed)
         while time.monotonic() < deadline:
             roll = rng.random()
@@ -122,50 +140,162 @@ class Load:
         if kind == "feed":
             async with session.get(self.url + "feed.json") as response:
                 body = await response.read()
-                if response.status >= 400:
-                    self.first_errors.setdefault(f"feed {response.status}", body[:200].decode())
+                self.note_error(kind, response.status, body)
                 return response.status
         if kind == "range":
-            start = rng.randrange(0, self.size - RANGE_BYTES)
-            headers = {"Range": f"bytes={start}-{start + RANGE_BYTES - 1}"}
+            start = rng.randrange(0, len(self.take) - RANGE_BYTES)
+            end = start + RANGE_BYTES
+            headers = {"Range": f"bytes={start}-{end - 1}"}
             async with session.get(f"{self.url}ipfs/{self.cid}", headers=headers) as response:
                 body = await response.read()
-                assert response.status != 206 or len(body) == RANGE_BYTES
+                if response.status == 206 and body != self.take[start:end]:
+                    self.wrong_ranges += 1
+                self.note_error(kind, response.status, body)
                 return response.status
+        title = f"Load {rng.randrange(10**9)}"
         async with self.upload_turns:
             form = aiohttp.FormData()
             form.add_field("file", self.upload, filename=f"load-{rng.randrange(10**9)}.mp3")
-            form.add_field("title", f"Load {rng.randrange(10**9)}")
+            form.add_field("title", title)
             async with session.post(
                 self.url + "api/tracks",
                 data=form,
                 headers={"Authorization": f"Bearer {self.token}"},
             ) as response:
-                await response.read()
+                body = await response.read()
+                self.note_error(kind, response.status, body)
+                if response.status == 201:
+                    self.published_titles.append(title)
                 return response.status
 
+    def note_error(self, kind: str, status: int, body: bytes) -> None:
+        """Keep the start of the first body of each error status, for the report."""
+        if status >= 400:
+            self.first_errors.setdefault(f"{kind} {status}", body[:200].decode(errors="replace"))
 
-async def run_load(url: str, token: str, cid: str, size: int, pid: int, args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    load = Load(url, token, cid, size, args)
+
+async def drive(
+    url: str, token: str, cid: str, pid: int, clients: int, duration: float, uploads: int
+) -> tuple[Load, list[int], float, list[str]]:
+    """Run the clients against a running node.
+
+    Returns the counts, the RSS samples (KiB), the seconds the clients ran, and the titles of
+    the tracks the feed lists afterwards.
+    """
     samples: list[int] = []
-    stop = asyncio.Event()
+    stop = threading.Event()
 
-    async def sample() -> None:
-        while not stop.is_set():
-            samples.append(rss_kib(pid))
-            await asyncio.sleep(1)
+    def sample() -> None:
+        # A thread of its own, so that the samples keep their pace however busy the clients are.
+        while (kib := rss_kib(pid)) is not None:
+            samples.append(kib)
+            if stop.wait(1):
+                return
 
-    sampler = asyncio.create_task(sample())
-    connector = aiohttp.TCPConnector(limit=args.clients)
+    connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=60)
-    started = time.monotonic()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        deadline = started + args.duration
-        await asyncio.gather(*(load.client(session, deadline, n) for n in range(args.clients)))
-    elapsed = time.monotonic() - started
-    stop.set()
-    await sampler
-    return load, samples, elapsed
+        async with session.get(f"{url}ipfs/{cid}") as response:
+            response.raise_for_status()
+            take = await response.read()
+        load = Load(url, token, cid, take, uploads)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        started = time.monotonic()
+        deadline = started + duration
+        await asyncio.gather(*(load.client(session, deadline, n) for n in range(clients)))
+        elapsed = time.monotonic() - started
+        stop.set()
+        sampler.join()
+        async with session.get(url + "feed.json") as response:
+            feed = await response.json() if response.status == 200 else {}
+    listed = [track["title"] for track in feed.get("tracks", [])]
+    return load, samples, elapsed, listed
+
+
+def run_load(
+    clients: int = 200, duration: float = 60.0, uploads: int = 20, rss_cap_mib: float = 150.0
+) -> dict[str, Any]:
+    """Build a node, serve it with `stave run` on loopback, load it, and return the figures.
+
+    The figures are counts as measured, whatever they show; `problems(figures)` says what in
+    them breaks the load test's promises.
+    """
+    from node.datadir import DataDir
+
+    if not FIXTURE.is_file():
+        raise RuntimeError(f"{FIXTURE}: the upload fixture is missing (../shared beside the repo)")
+    with tempfile.TemporaryDirectory(prefix="stave-load-") as tmp:
+        root = Path(tmp) / "node"
+        cid = asyncio.run(build_node(root, Path(tmp) / "sources"))
+        token = DataDir(root).admin_token()
+        with (Path(tmp) / "run.log").open("wb") as log, subprocess.Popen(
+            [sys.executable, "-m", "node", "--data-dir", str(root), "run",
+             "--host", HOST, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+        ) as process:  # fmt: skip
+            try:
+                url = first_line(process)
+                idle = rss_kib(process.pid) or 0
+                load, samples, elapsed, listed = asyncio.run(
+                    drive(url, token, cid, process.pid, clients, duration, uploads)
+                )
+                exit_code = process.poll()
+            finally:
+                process.terminate()
+    total = sum(load.statuses.values())
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests": total,
+        "requests_per_second": round(total / elapsed, 1),
+        "statuses": dict(sorted(load.statuses.items())),
+        "failed_connections": dict(load.failures),
+        "first_error_bodies": load.first_errors,
+        "server_errors": sum(n for k, n in load.statuses.items() if k.split()[1][0] == "5"),
+        "feed_errors": sum(n for k, n in load.statuses.items() if k.startswith("feed 4")),
+        "wrong_ranges": load.wrong_ranges,
+        "uploads_requested": uploads,
+        "uploads_published": len(load.published_titles),
+        "uploads_missing_from_feed": sorted(set(load.published_titles) - set(listed)),
+        "node_exit_code": exit_code,
+        "rss_samples": len(samples),
+        "rss_idle_mib": round(idle / 1024, 1),
+        "rss_peak_mib": round(max(samples, default=0) / 1024, 1),
+        "rss_cap_mib": rss_cap_mib,
+    }
+
+
+def problems(figures: dict[str, Any]) -> list[str]:
+    """Each way the figures of a run break the load test's promises, one line each."""
+    found = []
+    if figures["server_errors"]:
+        found.append(f"{figures['server_errors']} responses were 5xx")
+    if figures["feed_errors"]:
+        found.append(f"{figures['feed_errors']} feed requests were answered 4xx")
+    if figures["failed_connections"]:
+        found.append(f"failed connections: {figures['failed_connections']}")
+    ranges_refused = sum(
+        n for k, n in figures["statuses"].items() if k.startswith("range ") and k != "range 206"
+    )
+    if ranges_refused:
+        found.append(f"{ranges_refused} ranged requests were not answered 206")
+    if figures["wrong_ranges"]:
+        found.append(f"{figures['wrong_ranges']} ranged responses were not the take's bytes")
+    if figures["uploads_published"] != figures["uploads_requested"]:
+        found.append(
+            f"{figures['uploads_published']} of {figures['uploads_requested']} uploads answered 201"
+        )
+    if figures["uploads_missing_from_feed"]:
+        found.append(f"uploads missing from the feed: {figures['uploads_missing_from_feed']}")
+    if figures["node_exit_code"] is not None:
+        found.append(f"the node exited during the load with status {figures['node_exit_code']}")
+    if not figures["rss_samples"]:
+        found.append("the node's resident memory was never sampled")
+    if figures["rss_peak_mib"] > figures["rss_cap_mib"]:
+        found.append(f"peak RSS {figures['rss_peak_mib']} MiB is over {figures['rss_cap_mib']} MiB")
+    return found
 
 
 def main() -> None:
@@ -175,47 +305,13 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=20)
     parser.add_argument("--rss-cap-mib", type=float, default=150.0)
     args = parser.parse_args()
-    from node.datadir import DataDir
-
-    with tempfile.TemporaryDirectory(prefix="stave-load-") as tmp:
-        root = Path(tmp) / "node"
-        cid, size = asyncio.run(build_node(root, Path(tmp) / "sources"))
-        token = DataDir(root).admin_token()
-        with (Path(tmp) / "run.log").open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "node", "--data-dir", str(root), "run",
-                 "--host", HOST, "--port", "0"],
-                stdout=subprocess.PIPE,
-                stderr=log,
-            )  # fmt: skip
-        try:
-            url = first_line(process)
-            idle = rss_kib(process.pid)
-            load, samples, elapsed = asyncio.run(run_load(url, token, cid, size, process.pid, args))
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-    total = sum(load.statuses.values())
-    server_errors = sum(n for k, n in load.statuses.items() if k.split()[1].startswith("5"))
-    feed_errors = sum(n for k, n in load.statuses.items() if k.startswith("feed 4"))
-    peak = max(samples) / 1024
-    report = {
-        "clients": args.clients,
-        "seconds": round(elapsed, 1),
-        "requests": total,
-        "requests_per_second": round(total / elapsed, 1),
-        "statuses": dict(sorted(load.statuses.items())),
-        "failed_connections": dict(load.failures),
-        "first_error_bodies": load.first_errors,
-        "server_errors": server_errors,
-        "feed_errors": feed_errors,
-        "rss_idle_mib": round(idle / 1024, 1),
-        "rss_peak_mib": round(peak, 1),
-        "rss_cap_mib": args.rss_cap_mib,
-    }
-    print(json.dumps(report, indent=2))
-    if server_errors or feed_errors or load.failures or peak > args.rss_cap_mib:
-        raise SystemExit(1)
+    try:
+        figures = run_load(args.clients, args.duration, args.uploads, args.rss_cap_mib)
+    except RuntimeError as e:
+        raise SystemExit(f"benchmarks.load: {e}") from None
+    print(json.dumps(figures, indent=2))
+    if found := problems(figures):
+        raise SystemExit("benchmarks.load: " + "; ".join(found))
 
 
 if __name__ == "__main__":
