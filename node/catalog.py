@@ -151,6 +151,19 @@ MIGRATIONS: tuple[str, ...] = (
         updated TEXT NOT NULL
     );
     """,
+    # 4: key rotations of followed artists (docs/protocol-extensions.md): for each follow, the
+    # dids it was known by before and the statement, signed by each, that named its successor.
+    """
+    CREATE TABLE follow_rotations (
+        artist TEXT NOT NULL REFERENCES follows(artist) ON DELETE CASCADE,
+        previous_artist TEXT NOT NULL,
+        next_artist TEXT NOT NULL,
+        statement TEXT NOT NULL,
+        accepted_at TEXT NOT NULL,
+        PRIMARY KEY (artist, previous_artist)
+    );
+    CREATE INDEX follow_rotations_by_previous ON follow_rotations(previous_artist);
+    """,
 )
 
 
@@ -264,6 +277,18 @@ class FeedReplacement:
     accepted_at: str
     name: str
     tracks: Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class FollowRotation:
+    """A key rotation accepted for a follow: `previous_artist` named `next_artist` its
+    successor in `statement` (signed by `previous_artist`); `artist` is the follow's did now."""
+
+    artist: str
+    previous_artist: str
+    next_artist: str
+    statement: dict[str, Any]
+    accepted_at: str
 
 
 @dataclass(frozen=True)
@@ -594,6 +619,26 @@ class Catalog:
         media_type = (json.loads(row[0]).get("audio") or {}).get("mediaType")
         return media_type if isinstance(media_type, str) else None
 
+    async def rotated_follow(self, did: str) -> str | None:
+        """The did a follow known before as `did` goes by now, after key rotations; None if no
+        follow was ever known by it."""
+        sql = "SELECT artist FROM follow_rotations WHERE previous_artist = ? LIMIT 1"
+        async with self._db.execute(sql, (did,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else str(row[0])
+
+    async def follow_rotations(self, artist: str) -> list[FollowRotation]:
+        """The key rotations accepted for the follow of `artist`, oldest first."""
+        sql = (
+            "SELECT artist, previous_artist, next_artist, statement, accepted_at"
+            " FROM follow_rotations WHERE artist = ? ORDER BY accepted_at, rowid"
+        )
+        async with self._db.execute(sql, (artist,)) as cursor:
+            return [
+                FollowRotation(row[0], row[1], row[2], json.loads(row[3]), row[4])
+                for row in await cursor.fetchall()
+            ]
+
     async def known_mirrors(self, artist: str) -> list[str]:
         """Base URLs of other nodes known to mirror `artist`."""
         sql = "SELECT DISTINCT url FROM known_mirrors WHERE artist = ? ORDER BY seen_at DESC, url"
@@ -823,6 +868,50 @@ class CatalogWrite:
     async def accept_feed(self, replacement: FeedReplacement) -> bool:
         """`accept_feeds` for one: False, changing nothing, if it could not be stored."""
         return (await self.accept_feeds([replacement]))[0]
+
+    async def rotate_follow(
+        self, previous: str, statements: Sequence[Mapping[str, Any]], at: str
+    ) -> str:
+        """Re-key the follow of `previous` to the did its rotation `statements` (verified, in
+        order, the first by `previous`) lead to, everywhere the artist's did is stored, and
+        keep each statement in the follow's history. Returns the new did.
+
+        CatalogError if `previous` is not followed or the new did is followed already.
+        """
+        current = statements[-1]["next"]
+        if await self.follow(previous) is None:
+            raise CatalogError(f"{previous}: no longer followed")
+        if await self.follow(current) is not None:
+            raise CatalogError(f"{current}: already followed on its own; unfollow it first")
+        # The did is the key of follows and what the other tables point at: every row moves
+        # together, and the foreign keys are checked at the commit.
+        await self._db.execute("PRAGMA defer_foreign_keys = ON")
+        for sql in (
+            "UPDATE follows SET artist = ?1 WHERE artist = ?2",
+            "UPDATE follow_tracks SET artist = ?1 WHERE artist = ?2",
+            "UPDATE follow_status SET artist = ?1 WHERE artist = ?2",
+            "UPDATE follow_rotations SET artist = ?1 WHERE artist = ?2",
+            "UPDATE websub_subscriptions SET artist = ?1 WHERE artist = ?2",
+            "UPDATE OR REPLACE known_mirrors SET artist = ?1 WHERE artist = ?2",
+            "UPDATE OR REPLACE known_mirrors SET via = ?1 WHERE via = ?2",
+        ):
+            await self._db.execute(sql, (current, previous))
+        await self._db.executemany(
+            "INSERT OR REPLACE INTO follow_rotations"
+            " (artist, previous_artist, next_artist, statement, accepted_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    current,
+                    statement["artist"],
+                    statement["next"],
+                    json.dumps(statement, ensure_ascii=False, separators=(",", ":")),
+                    at,
+                )
+                for statement in statements
+            ],
+        )
+        return str(current)
 
     async def set_follow_etag(self, artist: str, etag: str | None) -> None:
         await self._db.execute("UPDATE follows SET etag = ? WHERE artist = ?", (etag, artist))

@@ -96,6 +96,13 @@ class RunningNode:
             await self.runner.cleanup()
             self.runner = None
 
+    async def restart(self) -> None:
+        """Start again after `stop()` (which closed the socket), on the same port."""
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        await self.start()
+
     @property
     def app(self) -> web.Application:
         assert self.runner is not None, "the node is stopped"
@@ -139,6 +146,14 @@ def dump_follow_tables(root: Path) -> dict[str, list[tuple[Any, ...]]]:
             table: db.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
             for table in FOLLOW_TABLES
         }
+
+
+def dump_rotation_tables(root: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """`dump_follow_tables` and the history of followed artists' key rotations."""
+    path = root / "catalog.sqlite"
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        rotations = db.execute("SELECT * FROM follow_rotations ORDER BY 1, 2").fetchall()
+    return {**dump_follow_tables(root), "follow_rotations": rotations}
 
 
 def status_row(root: Path, artist: str) -> tuple[Any, ...] | None:
@@ -245,6 +260,8 @@ class FakeNode:
     mode: str = "plain"
     hits: list[str] = field(default_factory=list)
     hub_requests: list[dict[str, str]] = field(default_factory=list)
+    rotation: bytes | None = None  # served at /.well-known/stave-rotation.json; None: 404
+    content: dict[str, bytes] = field(default_factory=dict)  # served at /ipfs/{cid}
 
 
 @asynccontextmanager
@@ -292,11 +309,24 @@ async def fake_node() -> AsyncIterator[FakeNode]:
     async def no_mirrors(request: web.Request) -> web.Response:
         return web.json_response([])
 
+    async def rotation(request: web.Request) -> web.Response:
+        if fake.rotation is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=fake.rotation, content_type="application/json")
+
+    async def content(request: web.Request) -> web.Response:
+        data = fake.content.get(request.match_info["cid"])
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data, content_type="application/octet-stream")
+
     app = web.Application()
     app.router.add_get("/.well-known/stave", node_document)
     app.router.add_get("/feed.json", feed)
     app.router.add_post("/websub", hub)
     app.router.add_get("/mirrors", no_mirrors)
+    app.router.add_get("/.well-known/stave-rotation.json", rotation)
+    app.router.add_get("/ipfs/{cid}", content)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.SockSite(runner, sock).start()

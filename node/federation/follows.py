@@ -5,6 +5,10 @@ lists can be stored (ids, titles, CIDs of the right types, no track twice). An a
 replaces the stored one — its exact bytes and its tracks — in one transaction; a rejected one
 changes nothing but the sync status, which records why. For a mirrored artist, content the new
 feed no longer lists is removed from the store and content it adds is fetched.
+
+A feed signed by another key than the followed one is accepted only through key rotation
+statements (docs/protocol-extensions.md) served at the followed node's recorded origin; the
+follow is then re-keyed to the new did in the same transaction as the feed is accepted.
 """
 
 from __future__ import annotations
@@ -18,17 +22,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from node.catalog import FeedReplacement, FollowedFeed, FollowRecord, SyncStatus
+from node.catalog import (
+    FeedReplacement,
+    FollowedFeed,
+    FollowedTrack,
+    FollowRecord,
+    SyncStatus,
+)
 from node.cid import UnixFSImporter
 from node.datadir import open_node
-from node.errors import FederationError, UsageError, VerificationError
+from node.errors import CatalogError, FederationError, UsageError, VerificationError
 from node.federation.context import Federation, now_text
 from node.federation.discovery import fetch_node_document, node_urls
 from node.federation.http import OutboundClient
 from node.federation.mirror import Mirror, ProgressCallback
 from node.federation.subscriber import Subscriber
-from node.federation.verifier import BULK, FeedVerifier, verify_accepted
+from node.federation.verifier import BULK, FeedVerifier, claimed_artist, verify_accepted
 from node.feed import FollowState, parse_json, parse_timestamp
+from node.rotation import MAX_ROTATION_BYTES, ROTATION_PATH
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,7 @@ class SyncOutcome:
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     mirror_errors: tuple[str, ...] = ()
+    rotated_from: str | None = None
     checked_at: str = field(default_factory=now_text)
 
     @property
@@ -73,6 +85,7 @@ class SyncOutcome:
             "added": list(self.added),
             "removed": list(self.removed),
             "mirrorErrors": list(self.mirror_errors),
+            "rotatedFrom": self.rotated_from,
             "checkedAt": self.checked_at,
         }
 
@@ -202,10 +215,15 @@ class FollowService:
         return follow
 
     async def find(self, did_or_url: str) -> FollowRecord:
-        """A followed artist by did, or by its node's base, feed or well-known URL."""
+        """A followed artist by did (also one it had before a key rotation), or by its node's
+        base, feed or well-known URL."""
         follows = await self.federation.catalog.follows()
         for follow in follows:
             if follow.artist == did_or_url:
+                return follow
+        rotated = await self.federation.catalog.rotated_follow(did_or_url)
+        for follow in follows:
+            if follow.artist == rotated:
                 return follow
         if "://" in did_or_url:
             base, _ = node_urls(did_or_url)
@@ -365,7 +383,13 @@ class FollowService:
         before = [] if stored is None else await catalog.followed_tracks(follow.artist)
         now = datetime.now(UTC)
         max_bytes = self.federation.max_feed_bytes
-        feed = await self.verifier.verify(body, _state(follow.artist, stored), max_bytes, now)
+        try:
+            feed = await self.verifier.verify(body, _state(follow.artist, stored), max_bytes, now)
+        except VerificationError as refused:
+            target = await asyncio.to_thread(claimed_artist, body, max_bytes)
+            if target is None or target == follow.artist:
+                raise
+            return await self._take_rotated(follow, body, target, refused, etag, source, progress)
         if stored is not None and body == stored.body:
             if etag is not None and etag != stored.etag:
                 async with self.federation.transaction() as tx:
@@ -374,19 +398,7 @@ class FollowService:
         cid, accepted_at = cid_of_bytes(body), now_text()
 
         def replacement(stored: FollowedFeed | None, feed: dict[str, Any]) -> FeedReplacement:
-            return FeedReplacement(
-                artist=follow.artist,
-                replacing=None if stored is None else (stored.sequence, stored.cid),
-                sequence=feed["sequence"],
-                body=body,
-                cid=cid,
-                etag=etag,
-                updated=feed["updated"],
-                expires=feed["expires"],
-                accepted_at=accepted_at,
-                name=feed["name"],
-                tracks=feed["tracks"],
-            )
+            return _replacement(follow.artist, stored, feed, body, cid, etag, accepted_at)
 
         if not await self._writer.accept(replacement(stored, feed)):
             # Unfollowed, or another sync (say, another process) accepted a feed meanwhile:
@@ -406,6 +418,72 @@ class FollowService:
                         )
             except _AlreadyAccepted:
                 return await self._unchanged(follow, progress, source)
+        return await self._accepted(follow, before, feed, source, progress)
+
+    async def _take_rotated(
+        self,
+        follow: FollowRecord,
+        body: bytes,
+        target: str,
+        refused: VerificationError,
+        etag: str | None,
+        source: str,
+        progress: ProgressCallback | None,
+    ) -> SyncOutcome:
+        """A feed signed as `target`, not the followed did: accept it only through rotation
+        statements served at the followed node's recorded origin (never a URL the feed names),
+        re-keying the follow in the same transaction; else raise why not, changing nothing."""
+        catalog = self.federation.catalog
+        url = follow.url + ROTATION_PATH
+        unrotated = f"{refused}; no valid rotation statement leads from {follow.artist} to {target}"
+        if target == self.federation.node.identity.did:
+            raise VerificationError(f"{unrotated}: that is this node's own artist")
+        try:
+            answer = await self.federation.client.get(
+                url, max_bytes=MAX_ROTATION_BYTES, headers={"Accept": "application/json"}
+            )
+        except FederationError as e:
+            raise VerificationError(f"{unrotated}: {e}") from e
+        if answer.status != 200:
+            raise VerificationError(f"{unrotated}: {url} answered HTTP {answer.status}")
+        stored = await catalog.followed_feed(follow.artist)
+        before = await catalog.followed_tracks(follow.artist)
+        max_bytes = self.federation.max_feed_bytes
+        try:
+            feed, chain = await self.verifier.verify_rotated(
+                body, answer.body, _state(follow.artist, stored), max_bytes, datetime.now(UTC)
+            )
+        except VerificationError as e:
+            raise VerificationError(f"{refused}; {e}") from e
+        accepted_at = now_text()
+        replacement = _replacement(
+            target, stored, feed, body, cid_of_bytes(body), etag, accepted_at
+        )
+        async with self.federation.transaction() as tx:
+            now_stored = await tx.followed_feed(follow.artist)
+            if _version(now_stored) != _version(stored):
+                raise FederationError(f"{follow.artist}: the catalog changed during the sync")
+            try:
+                await tx.rotate_follow(follow.artist, chain, accepted_at)
+            except CatalogError as e:
+                raise FederationError(f"{unrotated}: {e}") from e
+            if not await tx.accept_feed(replacement):
+                raise FederationError(f"{follow.artist}: the catalog changed during the sync")
+        log.info("followed artist %s rotated its key to %s", follow.artist, target)
+        rotated = replace(follow, artist=target)
+        return await self._accepted(rotated, before, feed, source, progress, follow.artist)
+
+    async def _accepted(
+        self,
+        follow: FollowRecord,
+        before: list[FollowedTrack],
+        feed: dict[str, Any],
+        source: str,
+        progress: ProgressCallback | None,
+        rotated_from: str | None = None,
+    ) -> SyncOutcome:
+        """The outcome of an accepted feed, once its content is mirrored (if it is)."""
+        catalog = self.federation.catalog
         old = {(t.id, t.revision) for t in before}
         new = {(t["id"], t["revision"]) for t in feed["tracks"]}
         now_ids = {t["id"] for t in feed["tracks"]}
@@ -435,6 +513,7 @@ class FollowService:
             added=added,
             removed=removed,
             mirror_errors=tuple(errors),
+            rotated_from=rotated_from,
         )
 
 
@@ -482,6 +561,36 @@ class FeedWriter:
 
 class _AlreadyAccepted(Exception):
     """Another sync accepted this very feed while it was being verified."""
+
+
+def _replacement(
+    artist: str,
+    stored: FollowedFeed | None,
+    feed: dict[str, Any],
+    body: bytes,
+    cid: str,
+    etag: str | None,
+    accepted_at: str,
+) -> FeedReplacement:
+    """The verified `feed` to store for `artist` in place of `stored`."""
+    return FeedReplacement(
+        artist=artist,
+        replacing=_version(stored),
+        sequence=feed["sequence"],
+        body=body,
+        cid=cid,
+        etag=etag,
+        updated=feed["updated"],
+        expires=feed["expires"],
+        accepted_at=accepted_at,
+        name=feed["name"],
+        tracks=feed["tracks"],
+    )
+
+
+def _version(stored: FollowedFeed | None) -> tuple[int, str] | None:
+    """Which accepted feed `stored` is: its sequence and CID."""
+    return None if stored is None else (stored.sequence, stored.cid)
 
 
 def _state(artist: str, stored: FollowedFeed | None) -> FollowState:

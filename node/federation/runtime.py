@@ -126,7 +126,9 @@ class FederationRuntime:
             outcome = await self.follows.sync(artist, pushed=body)
         except UsageError:  # unfollowed since the delivery arrived
             return None
-        self._next_poll[artist] = time.monotonic() + poll_delay(self.interval)
+        self._next_poll[outcome.artist] = time.monotonic() + poll_delay(self.interval)
+        if outcome.rotated_from is not None:
+            self.wake()  # the follow goes by a new did: poll it under that one
         return outcome
 
     def verify_intent(self, request: SubscriptionRequest) -> asyncio.Task[Any] | None:
@@ -213,6 +215,8 @@ class FederationRuntime:
             else:
                 self._failures[follow.artist] = 0
                 self._next_poll[follow.artist] = now + poll_delay(self.interval)
+            if outcome.rotated_from is not None:
+                self.wake()  # the follow goes by a new did: poll it under that one
         return list(outcomes)
 
     async def _poll_one(self, follow: FollowRecord) -> SyncOutcome:
@@ -224,7 +228,9 @@ class FederationRuntime:
                 learned is None or time.monotonic() - learned > MIRRORS_REFRESH_SECONDS
             ):
                 self._mirrors_learned[follow.artist] = time.monotonic()
-                await self.follows.learn_mirrors(current)
+                # After a key rotation the follow is stored under the feed's new did.
+                latest = await self.federation.catalog.follow(outcome.artist) or current
+                await self.follows.learn_mirrors(latest)
             return outcome
 
     # --- subscriptions and the hub ------------------------------------------------------------

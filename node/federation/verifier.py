@@ -11,12 +11,14 @@ import asyncio
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from node.cid import CID
 from node.errors import InvalidCID, VerificationError
-from node.feed import FollowState, verify_feed
+from node.feed import FEED_TYPE, FollowState, parse_json, verify_feed
+from node.rotation import verify_rotation_chain
 
 BULK = 8
 MAX_PROCESSES = 4
@@ -63,6 +65,46 @@ def verify_accepted(
     return feed
 
 
+def claimed_artist(body: bytes, max_bytes: int) -> str | None:
+    """The `artist` a feed (within the size limit) names, if it is a feed naming one at all."""
+    if len(body) > max_bytes:
+        return None
+    try:
+        feed = parse_json(body)
+    except VerificationError:
+        return None
+    if not isinstance(feed, dict) or feed.get("type") != FEED_TYPE:
+        return None
+    artist = feed.get("artist")
+    return artist if isinstance(artist, str) else None
+
+
+def verify_rotated(
+    body: bytes, statements: bytes, state: FollowState, max_bytes: int, now: datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A feed signed by a key other than the followed one, with the rotation statements that
+    lead to it (docs/protocol-extensions.md): the feed and the statements used, if a follower
+    in `state` may accept it; else VerificationError saying why.
+
+    The statements must lead from the followed did to the feed's `artist`, and the feed must
+    then pass PROTOCOL §6 against that did, the accepted sequence carrying across.
+    """
+    target = claimed_artist(body, max_bytes)
+    if target is None or target == state.artist:
+        raise VerificationError("feed names no other artist to rotate to")
+    try:
+        chain = verify_rotation_chain(statements, state.artist, target)
+    except VerificationError as e:
+        raise VerificationError(
+            f"no valid rotation statement leads from {state.artist} to {target}: {e}"
+        ) from e
+    try:
+        feed = verify_accepted(body, replace(state, artist=target), max_bytes, now)
+    except VerificationError as e:
+        raise VerificationError(f"feed of the rotated key {target}: {e}") from e
+    return feed, chain
+
+
 class FeedVerifier:
     """Runs `verify_accepted` off the event loop; `close()` stops its worker processes."""
 
@@ -85,6 +127,15 @@ class FeedVerifier:
             )
         finally:
             self._waiting -= 1
+
+    async def verify_rotated(
+        self, body: bytes, statements: bytes, state: FollowState, max_bytes: int, now: datetime
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """`verify_rotated` off the event loop: the feed and the rotation statements used."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, verify_rotated, body, statements, state, max_bytes, now
+        )
 
     def start(self) -> None:
         """Start the worker processes now (a bulk of feeds is coming), if there are to be any."""

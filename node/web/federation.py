@@ -5,7 +5,8 @@ Routes:
 - `GET|POST /websub/callback/{id}`: this node's subscriptions — confirm the ones it asked for,
   take signed deliveries (a hint: the feed is verified as a pulled one, PROTOCOL §7);
 - `GET /mirrors`, `GET /mirrors/{did}/feed.json`: what this node mirrors, and each mirrored
-  artist's signed feed re-served byte for byte;
+  artist's signed feed re-served byte for byte (a did the artist had before a key rotation
+  redirects to its current one);
 - `GET /api/timeline` (admin token) and `GET /timeline`: followed artists' tracks, newest first.
 
 The background sync starts and stops with the app (a cleanup_ctx) and has its own catalog
@@ -127,6 +128,9 @@ async def mirrored_feed(request: web.Request) -> web.Response:
     catalog = runtime_of(request).federation.catalog
     artist = request.match_info["did"]
     follow = await catalog.follow(artist)
+    rotated = await catalog.rotated_follow(artist) if follow is None else None
+    if rotated is not None:  # the artist's key was rotated: its feed is under the new did now
+        raise web.HTTPMovedPermanently(f"/mirrors/{rotated}/feed.json")
     stored = await catalog.followed_feed(artist) if follow is not None and follow.mirror else None
     if follow is None or stored is None:
         raise web.HTTPNotFound(text=f"{artist}: not mirrored here\n")
