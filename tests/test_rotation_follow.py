@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 
 from node.datadir import open_node
+from node.errors import UsageError
 from node.federation.context import Federation
 from node.federation.follows import FollowService, cid_of_bytes, follow_json
 from node.federation.http import Limits, OutboundClient
@@ -409,3 +410,26 @@ async def test_a_key_replaced_without_a_statement_is_refused(
         assert outcome.verdict == "rejected"
         assert "no valid rotation statement leads from" in (outcome.reason or "")
         assert dump_rotation_tables(root) == before
+
+
+async def test_following_again_after_a_rotation_goes_through_the_statement(
+    artist: FakeNode, follows: FollowService
+) -> None:
+    """`stave follow` of a followed node whose node document now names the new key: the follow
+    moves to it through the statement, or the command refuses and nothing changes."""
+    artist.feed = fake_feed(artist, 2, "Honest")
+    await follows.follow(artist.url)
+    root = follows.federation.node.data.root
+    before = dump_rotation_tables(root)
+    old, new = artist.artist, Identity.generate()
+    artist.artist = new  # the node document is signed by, and names, the new key now
+    artist.feed = feed_by(new, artist, 3, [signed_track(new, "Renewed", CID)])
+    with pytest.raises(UsageError) as refused:
+        await follows.follow(artist.url)
+    assert f"the node now names {new.did}, not the followed {old.did}" in str(refused.value)
+    assert "answered HTTP 404" in str(refused.value)
+    assert dump_rotation_tables(root) == before
+    artist.rotation = statements(build_rotation(old, new.did))
+    outcome = await follows.follow(artist.url, mirror=False)
+    assert outcome.follow.artist == new.did and outcome.follow.sequence == 3
+    assert [f.artist for f in await follows.federation.catalog.follows()] == [new.did]

@@ -33,7 +33,7 @@ from node.cid import UnixFSImporter
 from node.datadir import open_node
 from node.errors import CatalogError, FederationError, UsageError, VerificationError
 from node.federation.context import Federation, now_text
-from node.federation.discovery import fetch_node_document, node_urls
+from node.federation.discovery import NodeDocument, fetch_node_document, node_urls
 from node.federation.http import OutboundClient
 from node.federation.mirror import Mirror, ProgressCallback
 from node.federation.subscriber import Subscriber
@@ -160,7 +160,7 @@ class FollowService:
         document = await fetch_node_document(self.federation.client, url)
         if document.artist == self.federation.node.identity.did:
             raise UsageError(f"{url}: that is this node's own artist")
-        existing = await catalog.follow(document.artist)
+        existing = await catalog.follow(document.artist) or await self._rotated(document)
         limit = self.federation.node.config["federation.max_follows"]
         if existing is None and len(await catalog.follows()) >= limit:
             raise UsageError(f"{url}: already following {limit} artists (federation.max_follows)")
@@ -185,6 +185,29 @@ class FollowService:
         if existing is not None and existing.mirror and not mirror:
             await self._drop_content(follow.artist)
         return FollowOutcome(await self._require(follow.artist), outcome, subscription_error)
+
+    async def _rotated(self, document: NodeDocument) -> FollowRecord | None:
+        """When the node at an already followed URL now names another artist: the follow, once a
+        sync took it through that artist's key rotation; UsageError if none leads there (a
+        new key is trusted only through a statement by the followed one, even on following)."""
+        follow = next(
+            (
+                f
+                for f in await self.federation.catalog.follows()
+                if f.url == document.base_url and f.artist != document.artist
+            ),
+            None,
+        )
+        if follow is None:
+            return None
+        outcome = await self.sync(follow.artist, follow=follow)
+        if outcome.artist != document.artist:
+            raise UsageError(
+                f"{document.base_url}: the node now names {document.artist}, not the followed"
+                f" {follow.artist}: {outcome.reason or 'its feed is still by the followed key'}"
+                f" (unfollow {follow.artist} first to follow the new key)"
+            )
+        return await self._require(document.artist)
 
     async def set_mirror(
         self, artist: str, mirror: bool, progress: ProgressCallback | None = None
