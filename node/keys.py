@@ -29,7 +29,7 @@ from node.catalog import FeedRecord
 from node.datadir import PASSPHRASE_ENV, DataDir, Node, open_node
 from node.errors import IdentityError, VerificationError
 from node.feed import parse_json
-from node.identity import create_key_file, load_key_file
+from node.identity import Identity, create_key_file, load_key_file
 from node.publish import Publisher
 from node.rotation import build_rotation, verify_rotation
 
@@ -98,11 +98,10 @@ async def rotate_key(root: Path, *, at: datetime | None = None) -> RotationResul
     async with open_node(root, exclusive=True, finishing_rotation=True) as node:
         old = node.identity
         statements = read_rotations(data)
-        resuming = data.next_key_path.exists()
-        if resuming:
+        if data.next_key_path.exists():
             new = load_key_file(data.next_key_path, passphrase)
         else:
-            new = create_key_file(data.next_key_path, passphrase)
+            new = _create_next_key(data, passphrase)
         if not (statements and statements[-1]["next"] == new.did):
             if statements and statements[-1]["next"] != old.did:
                 raise IdentityError(
@@ -119,6 +118,17 @@ async def rotate_key(root: Path, *, at: datetime | None = None) -> RotationResul
         old_key = data.old_key_path(number)
         _swap_keys(data, old_key)
     return RotationResult(old.did, new.did, tracks, feed, old_key)
+
+
+def _create_next_key(data: DataDir, passphrase: str | None) -> Identity:
+    """The new key, written whole beside the old one before anything else changes: a crash
+    while writing leaves only a temporary file, never a half-written `key.next.pem`."""
+    partial = data.root / (data.next_key_path.name + ".tmp")
+    partial.unlink(missing_ok=True)
+    identity = create_key_file(partial, passphrase)
+    os.replace(partial, data.next_key_path)
+    _sync_directory(data.root)
+    return identity
 
 
 def _write_rotations(data: DataDir, statements: list[dict[str, Any]]) -> None:
