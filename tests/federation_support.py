@@ -261,6 +261,7 @@ class FakeNode:
     hits: list[str] = field(default_factory=list)
     hub_requests: list[dict[str, str]] = field(default_factory=list)
     rotation: bytes | None = None  # served at /.well-known/stave-rotation.json; None: 404
+    rotation_requests: int = 0
     content: dict[str, bytes] = field(default_factory=dict)  # served at /ipfs/{cid}
 
 
@@ -310,6 +311,7 @@ async def fake_node() -> AsyncIterator[FakeNode]:
         return web.json_response([])
 
     async def rotation(request: web.Request) -> web.Response:
+        fake.rotation_requests += 1
         if fake.rotation is None:
             raise web.HTTPNotFound()
         return web.Response(body=fake.rotation, content_type="application/json")

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from node.datadir import open_node
 from node.errors import UsageError
@@ -192,7 +195,8 @@ async def test_a_rotated_key_is_accepted_only_through_a_statement_by_the_followe
             assert (dump_rotation_tables(root), store_files(follows)) == before, name
             status = status_row(root, old.did)
             assert status is not None and status[2] == outcome.reason, name
-        assert not elsewhere.hits  # no feed asked there, and no statement either (404 above)
+        # Every statement came from the origin; none was asked where the feed pointed.
+        assert (elsewhere.rotation_requests, artist.rotation_requests) == (0, len(attacks))
 
     # The statement, served at the origin, lets the new key's feed through.
     artist.feed, artist.rotation = good_feed, statements(good)
@@ -388,9 +392,58 @@ async def test_two_nodes_the_artist_rotates_its_key_and_the_follower_follows(
         assert outcome.verdict == "accepted", outcome.reason
         ids = {t.id for t in await follower.followed_tracks(result.new_did)}
         assert ids == {first["id"], second["id"]}
+
+        # Someone else takes over the artist's address with a fresh key: the real statements
+        # lead only to the artist's new key, and one the fresh key signs itself counts for
+        # nothing. Refused, and the follower's state stays as it was.
+        served = await body_of(artist, ROTATION_PATH)
+        await artist.stop()
+        before = dump_rotation_tables(follower.root), sorted(follower.node.store.roots())
+        thief = Identity.generate()
+        forged = {
+            "/feed.json": signed_feed(
+                thief, sequence=9, tracks=[signed_track(thief, "Not Ada", CID)], url=artist.url
+            )
+        }
+        for rotation in (served, statements(build_rotation(thief, Identity.generate().did))):
+            async with serve_on(artist.port, {**forged, "/" + ROTATION_PATH: rotation}):
+                outcome = await service.sync(result.new_did)
+            assert outcome.verdict == "rejected"
+            assert f"leads from {result.new_did} to {thief.did}" in (outcome.reason or "")
+            after = dump_rotation_tables(follower.root), sorted(follower.node.store.roots())
+            assert after == before
     finally:
         await follower.stop()
         await artist.stop()
+
+
+async def body_of(node: RunningNode, path: str) -> bytes:
+    """The body of a 200 answer to GET `path` on a running node."""
+    async with aiohttp.ClientSession() as session, session.get(node.url + path) as answer:
+        assert answer.status == 200, path
+        return await answer.read()
+
+
+@asynccontextmanager
+async def serve_on(port: int, bodies: dict[str, bytes]) -> AsyncIterator[None]:
+    """A server on 127.0.0.1:`port` answering each path of `bodies` with its JSON body."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=bodies[request.path], content_type="application/json")
+
+    app = web.Application()
+    for path in bodies:
+        app.router.add_get(path, answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    await web.SockSite(runner, sock).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 async def test_a_key_replaced_without_a_statement_is_refused(
