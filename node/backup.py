@@ -55,7 +55,8 @@ from node.errors import (
 )
 from node.feed import FEED_TYPE, format_timestamp, parse_json
 from node.identity import Identity
-from node.keys import MAX_ROTATION_FILE_BYTES, artist_dids
+from node.keys import artist_dids
+from node.rotation import MAX_ROTATION_BYTES
 from node.settings import parse_config
 from node.signing import verify_document
 from node.store import Store, car_header
@@ -446,7 +447,7 @@ class _Restore:
                     and not self.key_from_archive
                     and not (self.staging / ROTATION_NAME).exists()
                 ):
-                    body = _read_small(source, member, MAX_ROTATION_FILE_BYTES)
+                    body = _read_small(source, member, MAX_ROTATION_BYTES)
                     _write_private(self.staging / ROTATION_NAME, body)
                 elif member.name == KEY_NAME and store is None and not self.key_from_archive:
                     self._read_key(_read_small(source, member, MAX_KEY_BYTES))

@@ -31,9 +31,7 @@ from node.errors import IdentityError, VerificationError
 from node.feed import parse_json
 from node.identity import Identity, create_key_file, load_key_file
 from node.publish import Publisher
-from node.rotation import build_rotation, verify_rotation
-
-MAX_ROTATION_FILE_BYTES = 1 << 20
+from node.rotation import MAX_CHAIN, MAX_ROTATION_BYTES, build_rotation, verify_rotation
 
 
 @dataclass(frozen=True)
@@ -53,13 +51,13 @@ def read_rotations(data: DataDir) -> list[dict[str, Any]]:
     path = data.rotation_path
     try:
         with path.open("rb") as f:
-            body = f.read(MAX_ROTATION_FILE_BYTES + 1)
+            body = f.read(MAX_ROTATION_BYTES + 1)
     except FileNotFoundError:
         return []
     except OSError as e:
         raise VerificationError(f"{path}: cannot read ({e.strerror})") from e
-    if len(body) > MAX_ROTATION_FILE_BYTES:
-        raise VerificationError(f"{path}: larger than {MAX_ROTATION_FILE_BYTES} bytes")
+    if len(body) > MAX_ROTATION_BYTES:
+        raise VerificationError(f"{path}: larger than {MAX_ROTATION_BYTES} bytes")
     statements = parse_json(body, str(path))
     if not isinstance(statements, list) or not statements:
         raise VerificationError(f"{path}: not a JSON array of rotation statements")
@@ -107,6 +105,12 @@ async def rotate_key(root: Path, *, at: datetime | None = None) -> RotationResul
                 raise IdentityError(
                     f"{data.rotation_path}: its last statement names {statements[-1]['next']},"
                     f" the key is {old.did}"
+                )
+            if len(statements) >= MAX_CHAIN:
+                data.next_key_path.unlink()
+                raise IdentityError(
+                    f"{data.rotation_path}: already holds {MAX_CHAIN} rotations, as many as"
+                    " followers walk; this key cannot be rotated again"
                 )
             statements.append(build_rotation(old, new.did, at))
             _write_rotations(data, statements)

@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 
@@ -18,6 +19,7 @@ from node.feed import FollowState, parse_json, verify_feed
 from node.ipns import did_from_ipns_name
 from node.kubo import KuboClient
 from node.manifest import verify_manifest
+from node.rotation import MAX_ROTATION_BYTES, ROTATION_PATH, verify_rotation_chain
 
 FEED_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=20, connect=5, sock_read=10)
 MAX_FEED_BYTES = 8 * 1024 * 1024
@@ -80,6 +82,7 @@ async def verify_file(path: Path, catalog: Catalog | None, *, use_feed: bool = T
         feed = await _fetch_feed(feed_url, artist)
     except StaveError as e:
         return verdict(False, f"could not check against {feed_url}: {e}")
+    signer = artist if feed["artist"] == artist else f"{feed['artist']} (rotated from {artist})"
     for manifest in feed["tracks"]:
         if manifest["id"] == track_id:
             if manifest["audio"]["cid"] != cid:
@@ -91,7 +94,7 @@ async def verify_file(path: Path, catalog: Catalog | None, *, use_feed: bool = T
             return verdict(
                 True,
                 f"matches revision {manifest['revision']} of {track_id} in {feed_url},"
-                f" signed by {artist}",
+                f" signed by {signer}",
                 revision=manifest["revision"],
                 source=feed_url,
             )
@@ -101,8 +104,29 @@ async def verify_file(path: Path, catalog: Catalog | None, *, use_feed: bool = T
 
 
 async def _fetch_feed(url: str, artist: str) -> dict[str, Any]:
+    """The feed at `url`, verified against `artist` — or, when the artist has rotated their key
+    since the file was tagged, against the did the statements served beside the feed lead to
+    from `artist` (docs/protocol-extensions.md)."""
+    body = await _fetch(url, MAX_FEED_BYTES, "feed")
+    document = parse_json(body, "feed")
+    signer = document.get("artist") if isinstance(document, dict) else None
+    if isinstance(signer, str) and signer != artist:
+        statements_url = urljoin(url, ROTATION_PATH)
+        try:
+            statements = await _fetch(statements_url, MAX_ROTATION_BYTES, "rotation statements")
+            verify_rotation_chain(statements, artist, signer)
+        except VerificationError as e:
+            raise VerificationError(
+                f"the feed is signed by {signer}, not {artist}, and no rotation statement at"
+                f" {statements_url} leads there ({e})"
+            ) from e
+        artist = signer
+    return verify_feed(body, FollowState(artist=artist), max_bytes=MAX_FEED_BYTES)
+
+
+async def _fetch(url: str, max_bytes: int, what: str) -> bytes:
     if not url.startswith(("http://", "https://")):
-        raise VerificationError(f"feed URL {url!r} is not http(s)")
+        raise VerificationError(f"{what} URL {url!r} is not http(s)")
     try:
         async with (
             aiohttp.ClientSession(timeout=FEED_FETCH_TIMEOUT) as session,
@@ -113,11 +137,11 @@ async def _fetch_feed(url: str, artist: str) -> dict[str, Any]:
             body = bytearray()
             async for chunk in response.content.iter_chunked(65536):
                 body += chunk
-                if len(body) > MAX_FEED_BYTES:
-                    raise VerificationError(f"feed is over {MAX_FEED_BYTES} bytes")
+                if len(body) > max_bytes:
+                    raise VerificationError(f"{what} is over {max_bytes} bytes")
     except (aiohttp.ClientError, TimeoutError) as e:
         raise VerificationError(f"unreachable ({e.__class__.__name__}: {e})") from e
-    return verify_feed(bytes(body), FollowState(artist=artist), max_bytes=MAX_FEED_BYTES)
+    return bytes(body)
 
 
 # --- feeds published under an IPNS name --------------------------------------------------------

@@ -96,3 +96,53 @@ async def test_verify_with_the_feed_unreachable(tmp_path: Path, unused_tcp_port:
     code, out, err = await run_stave(tmp_path / "listener", "verify", str(downloaded))
     assert code == 1
     assert "could not check against" in out and "Traceback" not in err
+
+
+async def test_verify_a_file_published_before_the_artist_rotated_their_key(
+    tmp_path: Path, unused_tcp_port: int, aiohttp_server: ServerFactory
+) -> None:
+    """The file's tags name the old did; the feed is now signed by the new one. The listener
+    accepts it only through the statements served beside the feed."""
+    port = unused_tcp_port
+    artist = tmp_path / "artist"
+    code, old_did, err = await run_stave(
+        artist, "init", "--name", "Ada", "--url", f"http://127.0.0.1:{port}/"
+    )
+    assert code == 0, err
+    code, out, err = await run_stave(artist, "add", str(FIXTURES / "tone.opus"), "--json")
+    assert code == 0, err
+    (manifest,) = json.loads(out)
+    files = artist / "store" / "files"
+    downloaded = tmp_path / "downloaded.opus"
+    downloaded.write_bytes((files / manifest["audio"]["cid"]).read_bytes())
+    code, new_did, err = await run_stave(artist, "key", "rotate")
+    assert code == 0, err
+    statements = {"served": (artist / "rotation.json").read_bytes()}
+
+    async def feed(request: web.Request) -> web.Response:
+        with sqlite3.connect(artist / "catalog.sqlite") as db:
+            (cid,) = db.execute("SELECT cid FROM feeds ORDER BY sequence DESC LIMIT 1").fetchone()
+        return web.Response(body=(files / cid).read_bytes(), content_type="application/json")
+
+    async def rotation(request: web.Request) -> web.Response:
+        return web.Response(body=statements["served"], content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/feed.json", feed)
+    app.router.add_get("/.well-known/stave-rotation.json", rotation)
+    await aiohttp_server(app, host="127.0.0.1", port=port)
+
+    listener = tmp_path / "listener"
+    code, out, err = await run_stave(listener, "verify", str(downloaded), "--json")
+    verdict = json.loads(out)
+    assert code == 0, (out, err)
+    assert verdict["valid"] is True and verdict["artist"] == old_did.strip()
+    assert f"signed by {new_did.strip()} (rotated from {old_did.strip()})" in verdict["reason"]
+
+    # A statement that does not verify (here: altered after signing) is no way through.
+    forged = json.loads(statements["served"])
+    forged[0]["next"], forged[0]["at"] = new_did.strip(), "2020-01-01T00:00:00Z"
+    statements["served"] = json.dumps(forged).encode()
+    code, out, _ = await run_stave(listener, "verify", str(downloaded))
+    assert code == 1
+    assert "no rotation statement at" in out and "leads there" in out
