@@ -9,15 +9,23 @@ own command and check.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CHUNK = 1 << 20
 
@@ -130,6 +138,15 @@ def kill_trials(
     return done
 
 
+def stratified(span: float, trials: int, seed: int) -> Callable[[int, random.Random], float]:
+    """A `delay` for `kill_trials` that spreads `trials` kills evenly over [0, `span`): each
+    trial gets a random moment within its own slice of the span, the slices dealt out in a
+    seeded shuffled order. With a handful of trials, plain uniform draws may miss a phase."""
+    slices = list(range(trials))
+    random.Random(seed).shuffle(slices)
+    return lambda number, rng: span * (slices[number % trials] + rng.random()) / trials
+
+
 def time_phases(command: Sequence[str], started_writing: Callable[[], bool]) -> tuple[float, float]:
     """Run `command` to its end once; return (seconds until `started_writing()` first held,
     seconds until it exited). Kill delays drawn around these spread over the real work."""
@@ -143,3 +160,125 @@ def time_phases(command: Sequence[str], started_writing: Callable[[], bool]) -> 
     total = time.monotonic() - started
     assert process.returncode == 0, f"{command} failed uninterrupted"
     return (writing if writing is not None else 0.0), total
+
+
+# --- a node served by `stave run`, and uploads to it ------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago, for a `stave run --port` to take."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def served(data_dir: Path, port: int, log: Path) -> Iterator[str]:
+    """`stave run` of `data_dir` on 127.0.0.1:`port` for the length of the block, its access
+    log appended to `log`; yields its base URL once it listens, stops it with SIGTERM after."""
+    with log.open("ab") as stderr:
+        process = subprocess.Popen(
+            stave_command(data_dir, "run", "--host", "127.0.0.1", "--port", str(port)),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=clean_environment({"PYTHONUNBUFFERED": "1"}),
+        )
+    assert process.stdout is not None
+    try:
+        url = process.stdout.readline().decode().strip()
+        assert url == f"http://127.0.0.1:{port}/", f"stave run printed {url!r}; see {log}"
+        yield url
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.stdout.close()
+
+
+class Upload(threading.Thread):
+    """A `POST /api/tracks` of one file with the admin token, as a multipart body streamed in
+    1 MiB pieces, run in a thread; afterwards `status` and `body` are the answer's, or `error`
+    says why there was none (the server went away). `sent` is set once the whole body is sent.
+
+    With `connect_for` seconds it retries refused connections, for a server still starting."""
+
+    def __init__(
+        self, url: str, token: str, path: Path, title: str | None = None, connect_for: float = 0
+    ) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.token = token
+        self.path = path
+        self.title = title
+        self.connect_for = connect_for
+        self.sent = threading.Event()
+        self.status: int | None = None
+        self.body = b""
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            self.status, self.body = self._post()
+        except (OSError, http.client.HTTPException) as e:
+            self.error = f"{type(e).__name__}: {e}"
+
+    def _post(self) -> tuple[int, bytes]:
+        address = urllib.parse.urlsplit(self.url)
+        boundary = uuid.uuid4().hex
+        head = b""
+        if self.title is not None:
+            head += (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\n'
+                f"{self.title}\r\n"
+            ).encode()
+        head += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file";'
+            f' filename="{self.path.name}"\r\nContent-Type: audio/wav\r\n\r\n'
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        connection = self._connect(address.hostname or "127.0.0.1", address.port or 80)
+        try:
+            connection.putrequest("POST", "/api/tracks")
+            connection.putheader("Authorization", f"Bearer {self.token}")
+            connection.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+            length = len(head) + self.path.stat().st_size + len(tail)
+            connection.putheader("Content-Length", str(length))
+            connection.endheaders()
+            connection.send(head)
+            with self.path.open("rb") as audio:
+                while chunk := audio.read(CHUNK):
+                    connection.send(chunk)
+            connection.send(tail)
+            self.sent.set()
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def _connect(self, host: str, port: int) -> http.client.HTTPConnection:
+        deadline = time.monotonic() + self.connect_for
+        while True:
+            connection = http.client.HTTPConnection(host, port, timeout=60)
+            try:
+                connection.connect()
+                return connection
+            except ConnectionRefusedError:
+                connection.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+
+def upload(url: str, token: str, path: Path, title: str | None = None) -> dict[str, Any]:
+    """Publish `path` on the node at `url` through `POST /api/tracks`; the one track's JSON."""
+    attempt = Upload(url, token, path, title)
+    attempt.run()
+    assert attempt.status == 201, (attempt.status, attempt.error, attempt.body[:300])
+    (track,) = json.loads(attempt.body)["tracks"]
+    assert isinstance(track, dict)
+    return track
