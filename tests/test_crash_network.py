@@ -169,7 +169,7 @@ def test_stave_run_killed_during_an_upload_loses_nothing(
     noticed: set[str] = set()
 
     def after_kill(trial: KillTrial) -> None:
-        assert trial.killed, "stave run does not end by itself"
+        assert trial.killed, f"stave run ended by itself: {trial.stderr[-500:]}"
         attempt = attempts[trial.number]
         attempt.join(timeout=60)
         assert not attempt.is_alive()
