@@ -486,3 +486,32 @@ async def test_following_again_after_a_rotation_goes_through_the_statement(
     outcome = await follows.follow(artist.url, mirror=False)
     assert outcome.follow.artist == new.did and outcome.follow.sequence == 3
     assert [f.artist for f in await follows.federation.catalog.follows()] == [new.did]
+
+
+async def test_a_rotation_to_a_did_followed_on_its_own_is_refused(
+    artist: FakeNode, follows: FollowService
+) -> None:
+    old, new = artist.artist, Identity.generate()
+    artist.feed = fake_feed(artist, 2, "Honest")
+    await follows.follow(artist.url)
+    async with follows.federation.transaction() as tx:
+        await tx.add_follow(
+            artist=new.did,
+            name="Someone",
+            url="http://127.0.0.1:9/",
+            feed_url="http://127.0.0.1:9/feed.json",
+            hub_url=None,
+            mirror=False,
+            followed_at="2026-11-26T12:00:00Z",
+        )
+    root = follows.federation.node.data.root
+    before = dump_rotation_tables(root)
+    artist.feed = feed_by(new, artist, 3, [signed_track(new, "Renewed", CID)])
+    artist.rotation = statements(build_rotation(old, new.did))
+    outcome = await follows.sync(old.did)
+    assert outcome.verdict == "rejected"
+    assert outcome.reason == (
+        f"rotation from {old.did} to {new.did}: {new.did}: already followed on its own;"
+        " unfollow it first"
+    )
+    assert dump_rotation_tables(root) == before

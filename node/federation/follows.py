@@ -489,7 +489,7 @@ class FollowService:
             try:
                 await tx.rotate_follow(follow.artist, chain, accepted_at)
             except CatalogError as e:
-                raise FederationError(f"{unrotated}: {e}") from e
+                raise FederationError(f"rotation from {follow.artist} to {target}: {e}") from e
             if not await tx.accept_feed(replacement):
                 raise FederationError(f"{follow.artist}: the catalog changed during the sync")
         log.info("followed artist %s rotated its key to %s", follow.artist, target)
