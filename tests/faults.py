@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -186,7 +187,8 @@ def served(data_dir: Path, port: int, log: Path) -> Iterator[str]:
         )
     assert process.stdout is not None
     try:
-        url = process.stdout.readline().decode().strip()
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        url = process.stdout.readline().decode().strip() if ready else ""
         assert url == f"http://127.0.0.1:{port}/", f"stave run printed {url!r}; see {log}"
         yield url
     finally:
