@@ -379,6 +379,8 @@ async def cmd_sync(args: argparse.Namespace) -> int:
                 line += f", feed {o.sequence}"
             if o.added or o.removed:
                 line += f", +{len(o.added)} -{len(o.removed)} track(s)"
+            if o.rotated_from:
+                line += f", the artist's key rotated from {o.rotated_from} (statement verified)"
             if o.verdict == "rejected":
                 line += f": {o.reason}"
             print(line)

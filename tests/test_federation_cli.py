@@ -109,3 +109,37 @@ async def test_follow_errors_are_one_line(
         assert fake.hits == []
     status, _, err = await stave(capsys, root, "following")
     assert "Not following anyone" in err
+
+
+async def test_sync_says_when_an_artist_rotated_their_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from node.identity import Identity
+    from node.rotation import build_rotation
+    from tests.federation_support import signed_feed, signed_track
+
+    root = await make_node_dir(tmp_path / "follower", 9, "Follower")
+    async with fake_node() as fake:
+        fake.feed = fake_feed(fake, 1, "First")
+        status, _, err = await stave(capsys, root, "follow", fake.url)
+        assert status == 0, err
+        old, new = fake.artist, Identity.generate()
+        cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+        fake.feed = signed_feed(
+            new, sequence=2, tracks=[signed_track(new, "First", cid)], url=fake.url
+        )
+
+        status, out, _ = await stave(capsys, root, "sync")
+        assert status == 1
+        assert f"feed is by {new.did!r}, not the followed {old.did}" in out
+        assert "answered HTTP 404" in out
+
+        fake.rotation = json.dumps([build_rotation(old, new.did)]).encode()
+        status, out, err = await stave(capsys, root, "sync")
+        assert status == 0, (out, err)
+        assert out.strip() == (
+            f"Ada Example ({new.did}): accepted, feed 2, +1 -1 track(s),"
+            f" the artist's key rotated from {old.did} (statement verified)"
+        )
+        status, out, _ = await stave(capsys, root, "following", "--json")
+        assert [entry["did"] for entry in as_json(out)] == [new.did]
