@@ -140,15 +140,19 @@ def test_leftovers_of_an_interrupted_write_are_notices_that_repair_removes(node_
     orphan = store.put_bytes(b"a cover nobody published")
     store.close()
     (node_dir / "store" / "tmp" / "4f2a.part").write_bytes(b"half a file")
+    spool = node_dir / "store" / "tmp" / "9c1e.upload"  # a killed server's upload
+    spool.mkdir()
+    (spool / "take.wav").write_bytes(b"RIFF and half an upload")
     (node_dir / "store" / "files" / "not-a-cid").write_bytes(b"?")
     status, report = check(node_dir)
     assert status == 0 and report["ok"] is True
-    assert kinds(report["notices"]) == ["leftover", "orphan", "stray"]
+    assert kinds(report["notices"]) == ["leftover", "leftover", "orphan", "stray"]
     assert all(n["repairable"] for n in report["notices"])
     assert stored_file(node_dir, orphan.cid).exists()  # a plain check changes nothing
 
     status, report = check(node_dir, "--repair")
-    assert status == 0 and kinds(report["repaired"]) == ["leftover", "orphan", "stray"]
+    assert status == 0
+    assert kinds(report["repaired"]) == ["leftover", "leftover", "orphan", "stray"]
     assert not stored_file(node_dir, orphan.cid).exists()
     assert list((node_dir / "store" / "tmp").iterdir()) == []
     status, report = check(node_dir)
