@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import random
 import select
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -27,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.stave_cli import clean_environment, stave_command
 
 CHUNK = 1 << 20
 
@@ -58,18 +58,6 @@ def write_wav(path: Path, size: int, seed: int = 0) -> Path:
             out.write(noise.randbytes(n))
             left -= n
     return path
-
-
-def stave_command(data_dir: Path, *args: str) -> list[str]:
-    """The argv of `stave --data-dir DIR ARGS…` run from this checkout."""
-    return [sys.executable, "-m", "node", "--data-dir", str(data_dir), *args]
-
-
-def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The test process's environment without any STAVE_ setting, plus `extra`."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("STAVE_")}
-    environment.update(extra or {})
-    return environment
 
 
 @dataclass(frozen=True)

@@ -24,40 +24,10 @@ from node.cid import import_path
 from node.cli import build_parser
 from node.feed import FollowState, verify_feed
 from node.store import Store
+from tests.stave_cli import ok, refused, stave
 
 PASSPHRASE = "correct horse battery staple"
 MULTI_BLOCK_BYTES = 2 * 1024 * 1024 + 12345  # three raw leaves under a dag-pb root
-
-
-def stave(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("STAVE_")}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "node", "--data-dir", str(data_dir), *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        cwd=PROJECT_ROOT,
-        timeout=120,
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def refused(result: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    message = result.stderr.strip()
-    assert len(message.splitlines()) == 1, message
-    for needle in needles:
-        assert needle in message
-    return message
 
 
 WITH_PASSPHRASE = {"STAVE_EXPORT_PASSPHRASE": PASSPHRASE}

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults import clean_environment, stave_command
 
 from conftest import FIXTURES
 from node.cid import CID, base58_encode
@@ -25,16 +24,7 @@ from node.identity import Identity
 from node.publish import Publisher
 from node.signing import sign_document
 from node.store import Store
-
-
-def stave(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        stave_command(data_dir, *args),
-        capture_output=True,
-        text=True,
-        env=clean_environment(),
-        timeout=120,
-    )
+from tests.stave_cli import stave
 
 
 def check(data_dir: Path, *args: str) -> tuple[int, dict[str, Any]]:

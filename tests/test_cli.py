@@ -20,38 +20,11 @@ from node import media
 from node.cid import import_path
 from node.feed import FollowState, verify_feed
 from node.manifest import verify_manifest
+from tests.stave_cli import ok, stave
+from tests.stave_cli import refused as one_line_error
 
 FORMATS = {p.suffix.lstrip("."): p for p in AUDIO_FIXTURES}
 WITH_COVER = {"mp3", "flac", "m4a"}
-
-
-def stave(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("STAVE_")}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "node", "--data-dir", str(data_dir), *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    message = result.stderr.strip()
-    assert "Traceback" not in result.stderr
-    assert len(message.splitlines()) == 1, message
-    for needle in needles:
-        assert needle in message
-    return message
 
 
 def snapshot(data_dir: Path) -> dict[str, Any]:

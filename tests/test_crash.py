@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import subprocess
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,6 @@ from pathlib import Path
 import pytest
 from faults import (
     KillTrial,
-    clean_environment,
     kill_trials,
     stave_command,
     time_phases,
@@ -42,19 +40,10 @@ from conftest import FIXTURES
 from node.check import CheckReport, check_node
 from node.datadir import init_data_dir, open_node
 from node.publish import Publisher
+from tests.stave_cli import stave
 
 TRIALS = 30
 SEED = 7
-
-
-def stave(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        stave_command(root, *args),
-        capture_output=True,
-        text=True,
-        env=clean_environment(),
-        timeout=120,
-    )
 
 
 async def inspect(root: Path) -> tuple[CheckReport, dict[str, str]]:

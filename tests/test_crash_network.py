@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import subprocess
 import time
 import urllib.request
 from collections import Counter
@@ -40,7 +39,6 @@ import pytest
 from faults import (
     KillTrial,
     Upload,
-    clean_environment,
     free_port,
     kill_trials,
     served,
@@ -56,21 +54,12 @@ from node.check import CheckReport, Finding, check_node
 from node.datadir import DataDir, open_node
 from node.publish import Publisher
 from tests.federation_support import make_node_dir
+from tests.stave_cli import stave
 
 SEED = 11
 UPLOAD_TRIALS = 10
 SYNC_TRIALS = 10
 MIRROR_TRIALS = 10
-
-
-def stave(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        stave_command(root, *args),
-        capture_output=True,
-        text=True,
-        env=clean_environment(),
-        timeout=120,
-    )
 
 
 def get(url: str) -> bytes:

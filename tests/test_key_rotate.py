@@ -8,7 +8,6 @@ import json
 import os
 import sqlite3
 import stat
-import subprocess
 from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from faults import KillTrial, clean_environment, kill_trials, stave_command
+from faults import KillTrial, kill_trials, stave_command
 
 from conftest import FIXTURES
 from node.datadir import DataDir, open_node
@@ -30,35 +29,11 @@ from node.rotation import ROTATION_PATH, verify_rotation
 from node.signing import verify_document
 from node.store import Store
 from node.web import create_app
+from tests.stave_cli import ok, refused, stave
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]
 URL = "http://127.0.0.1:8080/"
-
-
-def stave(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        stave_command(root, *args),
-        capture_output=True,
-        text=True,
-        env=clean_environment(env),
-        timeout=120,
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def refused(result: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    message = result.stderr.strip()
-    assert len(message.splitlines()) == 1, message
-    for needle in needles:
-        assert needle in message, message
-    return message
 
 
 def did_of(key: Path) -> str:
@@ -80,8 +55,8 @@ def feeds(root: Path) -> list[dict[str, Any]]:
         store.close()
 
 
-def checks_clean(root: Path, **env: str) -> None:
-    result = stave(root, "check", **env)
+def checks_clean(root: Path, env: dict[str, str] | None = None) -> None:
+    result = stave(root, "check", env=env)
     assert result.returncode == 0 and "all well" in result.stderr, result.stdout + result.stderr
 
 
@@ -170,9 +145,9 @@ def test_a_second_rotation_extends_the_chain_and_backups_carry_it(
 
     archive = tmp_path / "backup.tar"
     secret = {"STAVE_EXPORT_PASSPHRASE": "a long enough passphrase"}
-    ok(stave(artist, "export", str(archive), "--with-key", **secret))
+    ok(stave(artist, "export", str(archive), "--with-key", env=secret))
     restored = tmp_path / "restored"
-    ok(stave(restored, "import", str(archive), **secret))
+    ok(stave(restored, "import", str(archive), env=secret))
     assert (restored / "rotation.json").read_bytes() == (artist / "rotation.json").read_bytes()
     assert did_of(restored / "key.pem") == third
     checks_clean(restored)
@@ -183,8 +158,8 @@ def test_a_backup_whose_statements_were_removed_is_refused(artist: Path, tmp_pat
     (artist / "rotation.json").rename(tmp_path / "kept.json")
     archive = tmp_path / "backup.tar"
     secret = {"STAVE_EXPORT_PASSPHRASE": "a long enough passphrase"}
-    ok(stave(artist, "export", str(archive), "--with-key", **secret))
-    refused(stave(tmp_path / "restored", "import", str(archive), **secret), "feed 1")
+    ok(stave(artist, "export", str(archive), "--with-key", env=secret))
+    refused(stave(tmp_path / "restored", "import", str(archive), env=secret), "feed 1")
     assert not (tmp_path / "restored").exists()
     # and `stave check` says the older feeds are by a key it cannot link to the current one
     report = json.loads(stave(artist, "check", "--json").stdout)
@@ -216,13 +191,13 @@ async def test_rotation_is_refused_while_the_node_is_open(artist: Path) -> None:
 def test_rotation_of_an_encrypted_key_keeps_it_encrypted(tmp_path: Path) -> None:
     root = tmp_path / "node"
     secret = {"STAVE_KEY_PASSPHRASE": "correct horse battery"}
-    ok(stave(root, "init", "--name", "Ada", "--url", URL, **secret))
+    ok(stave(root, "init", "--name", "Ada", "--url", URL, env=secret))
     refused(stave(root, "key", "rotate"), "encrypted", "STAVE_KEY_PASSPHRASE")
     assert not (root / "rotation.json").exists()
-    new_did = ok(stave(root, "key", "rotate", **secret)).strip()
+    new_did = ok(stave(root, "key", "rotate", env=secret)).strip()
     assert b"ENCRYPTED" in (root / "key.pem").read_bytes().split(b"\n", 1)[0]
     assert load_key_file(root / "key.pem", secret["STAVE_KEY_PASSPHRASE"]).did == new_did
-    checks_clean(root, **secret)
+    checks_clean(root, env=secret)
 
 
 async def test_the_node_serves_its_statements_and_names_them(

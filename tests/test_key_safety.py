@@ -14,12 +14,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from faults import clean_environment, stave_command
 
 from conftest import FIXTURES
 from node.datadir import init_data_dir
 from node.errors import IdentityError
 from node.identity import load_key_file
+from tests.stave_cli import stave as run_stave
 
 PASSPHRASE = "correct-horse-7f3a9c"
 WRONG_PASSPHRASE = "battery-staple-e81b20"
@@ -39,13 +39,7 @@ def stave(
     root: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     args = tuple(arg.replace("{tmp}", str(root.parent)) for arg in args)
-    return subprocess.run(
-        stave_command(root, *args),
-        capture_output=True,
-        text=True,
-        env=clean_environment(env),
-        timeout=60,
-    )
+    return run_stave(root, *args, env=env, timeout=60)
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from node.pinning import (
 )
 from node.pinning import ipns_name as node_ipns_name
 from node.publish import Publisher, TrackChoices
+from tests.stave_cli import ok, stave
 
 pytestmark = pytest.mark.kubo
 
@@ -71,25 +72,6 @@ def kubo_node(root: Path, api: str, **settings: object) -> Path:
     init_data_dir(root, "Ada Example", "http://127.0.0.1:8080/")
     write_node_config(root, ipfs__backend="kubo", ipfs__api=api, **settings)
     return root
-
-
-def stave(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("STAVE_")}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "node", "--data-dir", str(data_dir), *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=timeout,
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def status(data_dir: Path) -> dict[str, Any]:
