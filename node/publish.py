@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,9 +183,35 @@ class Publisher:
 
     async def publish_feed(self) -> FeedRecord:
         """Sign the next feed document from the catalog as it is (also the first one)."""
+        return await self._feed_after(None)
+
+    async def resign_all(self) -> tuple[int, FeedRecord]:
+        """Sign every current track again, as its next revision by this node's key, and the
+        next feed, in one transaction: what a key rotation publishes (node/keys.py). Returns
+        how many tracks were signed again and the feed."""
+        signed = 0
+
+        async def resign(tx: CatalogWrite) -> None:
+            nonlocal signed
+            for track in await tx.tracks():
+                unsigned = {k: v for k, v in track.manifest.items() if k != "proof"}
+                unsigned.update(revision=track.revision + 1, artist=self.node.identity.did)
+                await tx.put_track(sign_document(unsigned, self.node.identity))
+                signed += 1
+
+        feed = await self._feed_after(resign)
+        return signed, feed
+
+    async def _feed_after(
+        self, change: Callable[[CatalogWrite], Awaitable[None]] | None
+    ) -> FeedRecord:
+        """In one transaction, `change` and then the next feed; if anything fails, the feed
+        document stored for it is removed again."""
         created: list[str] = []
         try:
             async with self.node.catalog.transaction() as tx:
+                if change is not None:
+                    await change(tx)
                 feed = await self._next_feed(tx)
                 created.append(feed.cid)
                 await self._queue_pins(tx, pin=created)
@@ -193,26 +219,6 @@ class Publisher:
             await self._collect(created)
             raise
         return feed
-
-    async def resign_all(self) -> tuple[int, FeedRecord]:
-        """Sign every current track again, as its next revision by this node's key, and the
-        next feed, in one transaction: what a key rotation publishes (node/keys.py). Returns
-        how many tracks were signed again and the feed."""
-        created: list[str] = []
-        try:
-            async with self.node.catalog.transaction() as tx:
-                tracks = await tx.tracks()
-                for track in tracks:
-                    unsigned = {k: v for k, v in track.manifest.items() if k != "proof"}
-                    unsigned.update(revision=track.revision + 1, artist=self.node.identity.did)
-                    await tx.put_track(sign_document(unsigned, self.node.identity))
-                feed = await self._next_feed(tx)
-                created.append(feed.cid)
-                await self._queue_pins(tx, pin=created)
-        except BaseException:
-            await self._collect(created)
-            raise
-        return len(tracks), feed
 
     async def _live_track(self, track_id: str) -> TrackRecord:
         track = await self.node.catalog.find_track(track_id)

@@ -9,6 +9,7 @@ import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -36,10 +37,9 @@ async def run_stave(data_dir: Path, *args: str) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_verify_against_the_artists_feed(
-    tmp_path: Path, unused_tcp_port: int, aiohttp_server: ServerFactory
-) -> None:
-    port = unused_tcp_port
+async def publish_and_download(tmp_path: Path, port: int) -> tuple[Path, dict[str, Any], Path]:
+    """An artist's node for http://127.0.0.1:{port}/ with one Opus track published; returns the
+    node, the track's manifest and a listener's copy of the published file."""
     artist = tmp_path / "artist"
     code, _, err = await run_stave(
         artist, "init", "--name", "Ada", "--url", f"http://127.0.0.1:{port}/"
@@ -48,17 +48,29 @@ async def test_verify_against_the_artists_feed(
     code, out, err = await run_stave(artist, "add", str(FIXTURES / "tone.opus"), "--json")
     assert code == 0, err
     (manifest,) = json.loads(out)
-    files = artist / "store" / "files"
     downloaded = tmp_path / "downloaded.opus"
-    downloaded.write_bytes((files / manifest["audio"]["cid"]).read_bytes())
+    downloaded.write_bytes(stored(artist, manifest["audio"]["cid"]).read_bytes())
+    return artist, manifest, downloaded
 
-    def current_feed() -> bytes:
-        with sqlite3.connect(artist / "catalog.sqlite") as db:
-            (cid,) = db.execute("SELECT cid FROM feeds ORDER BY sequence DESC LIMIT 1").fetchone()
-        return (files / cid).read_bytes()
+
+def stored(artist: Path, cid: str) -> Path:
+    return artist / "store" / "files" / cid
+
+
+def latest_feed(artist: Path) -> bytes:
+    with sqlite3.connect(artist / "catalog.sqlite") as db:
+        (cid,) = db.execute("SELECT cid FROM feeds ORDER BY sequence DESC LIMIT 1").fetchone()
+    return stored(artist, cid).read_bytes()
+
+
+async def test_verify_against_the_artists_feed(
+    tmp_path: Path, unused_tcp_port: int, aiohttp_server: ServerFactory
+) -> None:
+    port = unused_tcp_port
+    artist, manifest, downloaded = await publish_and_download(tmp_path, port)
 
     async def feed(request: web.Request) -> web.Response:
-        return web.Response(body=current_feed(), content_type="application/json")
+        return web.Response(body=latest_feed(artist), content_type="application/json")
 
     app = web.Application()
     app.router.add_get("/feed.json", feed)
@@ -85,14 +97,7 @@ async def test_verify_against_the_artists_feed(
 
 
 async def test_verify_with_the_feed_unreachable(tmp_path: Path, unused_tcp_port: int) -> None:
-    port = unused_tcp_port  # nothing listens here
-    artist = tmp_path / "artist"
-    await run_stave(artist, "init", "--name", "Ada", "--url", f"http://127.0.0.1:{port}/")
-    code, out, err = await run_stave(artist, "add", str(FIXTURES / "tone.mp3"), "--json")
-    assert code == 0, err
-    (manifest,) = json.loads(out)
-    downloaded = tmp_path / "tone.mp3"
-    downloaded.write_bytes((artist / "store" / "files" / manifest["audio"]["cid"]).read_bytes())
+    _, _, downloaded = await publish_and_download(tmp_path, unused_tcp_port)  # nothing listens
     code, out, err = await run_stave(tmp_path / "listener", "verify", str(downloaded))
     assert code == 1
     assert "could not check against" in out and "Traceback" not in err
@@ -104,25 +109,15 @@ async def test_verify_a_file_published_before_the_artist_rotated_their_key(
     """The file's tags name the old did; the feed is now signed by the new one. The listener
     accepts it only through the statements served beside the feed."""
     port = unused_tcp_port
-    artist = tmp_path / "artist"
-    code, old_did, err = await run_stave(
-        artist, "init", "--name", "Ada", "--url", f"http://127.0.0.1:{port}/"
-    )
+    artist, manifest, downloaded = await publish_and_download(tmp_path, port)
+    old_did = manifest["artist"]
+    code, out, err = await run_stave(artist, "key", "rotate")
     assert code == 0, err
-    code, out, err = await run_stave(artist, "add", str(FIXTURES / "tone.opus"), "--json")
-    assert code == 0, err
-    (manifest,) = json.loads(out)
-    files = artist / "store" / "files"
-    downloaded = tmp_path / "downloaded.opus"
-    downloaded.write_bytes((files / manifest["audio"]["cid"]).read_bytes())
-    code, new_did, err = await run_stave(artist, "key", "rotate")
-    assert code == 0, err
+    new_did = out.strip()
     statements = {"served": (artist / "rotation.json").read_bytes()}
 
     async def feed(request: web.Request) -> web.Response:
-        with sqlite3.connect(artist / "catalog.sqlite") as db:
-            (cid,) = db.execute("SELECT cid FROM feeds ORDER BY sequence DESC LIMIT 1").fetchone()
-        return web.Response(body=(files / cid).read_bytes(), content_type="application/json")
+        return web.Response(body=latest_feed(artist), content_type="application/json")
 
     async def rotation(request: web.Request) -> web.Response:
         return web.Response(body=statements["served"], content_type="application/json")
@@ -136,12 +131,12 @@ async def test_verify_a_file_published_before_the_artist_rotated_their_key(
     code, out, err = await run_stave(listener, "verify", str(downloaded), "--json")
     verdict = json.loads(out)
     assert code == 0, (out, err)
-    assert verdict["valid"] is True and verdict["artist"] == old_did.strip()
-    assert f"signed by {new_did.strip()} (rotated from {old_did.strip()})" in verdict["reason"]
+    assert verdict["valid"] is True and verdict["artist"] == old_did
+    assert f"signed by {new_did} (rotated from {old_did})" in verdict["reason"]
 
     # A statement that does not verify (here: altered after signing) is no way through.
     forged = json.loads(statements["served"])
-    forged[0]["next"], forged[0]["at"] = new_did.strip(), "2020-01-01T00:00:00Z"
+    forged[0]["next"], forged[0]["at"] = new_did, "2020-01-01T00:00:00Z"
     statements["served"] = json.dumps(forged).encode()
     code, out, _ = await run_stave(listener, "verify", str(downloaded))
     assert code == 1
