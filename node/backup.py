@@ -119,6 +119,7 @@ async def export_node(
     """
     data = DataDir(data_root)
     data.load_config()  # refuses a directory that is not a node's
+    data.refuse_unfinished_rotation()  # its catalog and key.pem may not agree yet
     key_pem = _encrypted_key(data, key_passphrase) if key_passphrase is not None else None
     if isinstance(target, Path):
         return await _export_to_path(data, target, key_pem)

@@ -67,6 +67,13 @@ class DataDir:
         """The new key while `stave key rotate` is under way; gone once it has finished."""
         return self.root / "key.next.pem"
 
+    def refuse_unfinished_rotation(self) -> None:
+        """IdentityError while a key rotation is under way or was interrupted."""
+        if self.next_key_path.exists():
+            raise IdentityError(
+                f"{self.root}: a key rotation was interrupted; run `stave key rotate` to finish it"
+            )
+
     def old_key_path(self, number: int) -> Path:
         """Where the key replaced by the `number`-th rotation (1, 2, …) is kept."""
         return self.root / f"key.old-{number}.pem"
@@ -155,10 +162,8 @@ async def open_node(
     data = DataDir(root)
     config = data.load_config()
     identity = data.load_identity()
-    if not finishing_rotation and data.next_key_path.exists():
-        raise IdentityError(
-            f"{data.root}: a key rotation was interrupted; run `stave key rotate` to finish it"
-        )
+    if not finishing_rotation:
+        data.refuse_unfinished_rotation()
     async with _node_lock(data, exclusive):
         store = Store(data.store_path)
         async with open_catalog(data.catalog_path) as catalog:

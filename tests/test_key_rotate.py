@@ -288,3 +288,6 @@ async def test_a_node_left_mid_rotation_refuses_to_open(artist: Path) -> None:
         async with open_node(artist):
             pass
     refused(stave(artist, "withdraw", "anything"), "interrupted", "stave key rotate")
+    archive = artist.parent / "backup.tar"
+    refused(stave(artist, "export", str(archive)), "interrupted", "stave key rotate")
+    assert not archive.exists()
