@@ -73,6 +73,8 @@ async def test_timeline_plays_from_the_origin_then_from_the_mirror(
         async with session.get(entry["audio"]) as response:
             assert response.status == 200
             assert len(await response.read()) == second["audio"]["size"]
+            # served as what the artist's manifest says it is, as the artist's node does
+            assert response.headers["Content-Type"] == second["audio"]["mediaType"] == "audio/ogg"
         [mirrored] = await get_json(session, listener.url + "mirrors", 200)
         assert mirrored["artist"] == artist.did
         assert mirrored["feed"] == f"{listener.url}mirrors/{artist.did}/feed.json"

@@ -361,7 +361,11 @@ async def _file(
     # Opening a local file is quicker than handing it to a thread; the bytes go by sendfile.
     source, size = _open(store, normal)
     try:
-        media_type = await app[FEEDS].media_type(normal) or OCTET_STREAM
+        media_type = (
+            await app[FEEDS].media_type(normal)
+            or await app[NODE].catalog.followed_media_type(normal)  # mirrored audio
+            or OCTET_STREAM
+        )
         ranges = None
         range_header = request.headers.get("Range")
         if range_header is not None and _if_range_holds(request, etag):
