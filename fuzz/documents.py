@@ -1,4 +1,4 @@
-"""The signed documents, CIDs and audio files the fuzz targets start from.
+"""The signed documents, rotation statements, CIDs and audio files the fuzz targets start from.
 
 Everything here is deterministic: the keys come from fixed seeds, every timestamp is fixed, so a
 seed corpus, a failing input and its verdict are the same on every run.
@@ -6,9 +6,11 @@ seed corpus, a failing input and its verdict are the same on every run.
 
 from __future__ import annotations
 
+import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from node.cid import CID, DAG_PB, RAW, UnixFSImporter
 from node.feed import build_feed, serialize
 from node.identity import Identity
 from node.manifest import build_manifest, content_ref
+from node.rotation import build_rotation
 from node.signing import canonicalize, sign_document
 from node.terms import Terms
 
@@ -25,6 +28,15 @@ ARTIST = Identity(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
 OTHER = Identity(Ed25519PrivateKey.from_private_bytes(bytes(range(100, 132))))
 DID = ARTIST.did
 OTHER_DID = OTHER.did
+
+# The keys the artist rotated to, in order (docs/protocol-extensions.md "Key rotation"): the
+# artist's key names the first, each names the next.
+ROTATED = tuple(
+    Identity(Ed25519PrivateKey.from_private_bytes(bytes(range(start, start + 32))))
+    for start in (40, 140, 200)
+)
+ROTATION_DIDS = (DID, *(identity.did for identity in ROTATED))
+ROTATED_AT = datetime(2026, 11, 26, 18, 0, tzinfo=UTC)
 
 CREATED = "2026-11-26T16:00:00Z"
 UPDATED = datetime(2026, 11, 26, 16, 0, tzinfo=UTC)
@@ -117,6 +129,34 @@ def signed_forms() -> frozenset[bytes]:
     from node.feed import parse_json
 
     return frozenset(canonicalize(parse_json(body)) for body in (*feeds(), *manifests()))
+
+
+@cache
+def rotation_statements() -> tuple[dict[str, Any], ...]:
+    """The statements A→B, B→C, C→D of ROTATION_DIDS, each by the key before, an hour apart."""
+    return tuple(
+        build_rotation(old, new.did, ROTATED_AT + timedelta(hours=hour))
+        for hour, (old, new) in enumerate(pairwise((ARTIST, *ROTATED)))
+    )
+
+
+@cache
+def rotations() -> tuple[bytes, ...]:
+    """What `/.well-known/stave-rotation.json` may serve: the chain as an array (compact, as a
+    node serves it, and indented), each statement alone as an object, and the chain from B."""
+    chain = list(rotation_statements())
+    return (
+        json.dumps(chain, ensure_ascii=False, separators=(",", ":")).encode(),
+        json.dumps(chain, indent=2).encode(),
+        *(serialize(statement) for statement in chain),
+        json.dumps(chain[1:], ensure_ascii=False, separators=(",", ":")).encode(),
+    )
+
+
+@cache
+def rotation_forms() -> frozenset[bytes]:
+    """The JCS form of every rotation statement the keys signed."""
+    return frozenset(canonicalize(statement) for statement in rotation_statements())
 
 
 def cid_strings() -> list[str]:

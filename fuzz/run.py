@@ -1,6 +1,6 @@
 """Run a fuzz target under atheris (libFuzzer, coverage-guided) and say how many inputs it ran.
 
-    python -m fuzz.run TARGET [--runs N] [--seed S]     # one of: feed manifest jcs cid media
+    python -m fuzz.run TARGET [--runs N] [--seed S]     # feed manifest rotation jcs cid media
     python -m fuzz.run all [--runs N] [--seed S]        # each target in turn, then a summary
 
 A target's seeds (fuzz/documents.py) start the corpus; libFuzzer mutates them for `--runs`
@@ -24,7 +24,7 @@ import atheris  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
 CRASHES = Path(__file__).resolve().parent / "crashes"
 DONE = re.compile(rb"Done (\d+) runs in (\d+) second")
-NAMES = ("feed", "manifest", "jcs", "cid", "media")
+NAMES = ("feed", "manifest", "rotation", "jcs", "cid", "media")
 
 
 def fuzz_one(name: str, runs: int | None, seed: int, corpus: Path, crashes: Path) -> None:

@@ -7,6 +7,10 @@ exception. What "correct" means is each target's own oracle:
 - `feed`, `manifest`: whatever verifies is, as JCS, one of the documents the artist signed (an
   Ed25519 forgery aside, only bytes meaning the same document can pass); a feed also passes
   only for the followed artist and never rolls back.
+- `rotation`: a chain `verify_rotation_chain` returns is made only of statements the keys
+  really signed (as JCS), each for the did the one before named, from the followed did to the
+  target; a statement `verify_rotation` passes is one of them, for the followed did, and its
+  `next` is what it returns; nothing ever leads to a did no key rotated to.
 - `jcs`: `canonicalize` agrees with an independent RFC 8785 serialiser on every value, both on
   whether the value has a JCS form and on its bytes, and its output parses back to the value.
 - `cid`: a string `CID.parse` accepts is spelled exactly as the CID it returns encodes; a binary
@@ -37,6 +41,7 @@ from node.cid import CID, base58_encode, decode_dag_pb
 from node.errors import StaveError
 from node.feed import FollowState, parse_json, verify_feed
 from node.manifest import verify_manifest
+from node.rotation import MAX_ROTATION_BYTES, verify_rotation, verify_rotation_chain
 from node.signing import canonicalize
 
 # A rejection names the thing and the reason in one line; it never echoes a whole hostile input.
@@ -148,6 +153,63 @@ def check_manifest(body: bytes) -> str:
         "verify_manifest accepted a manifest the artist never signed",
     )
     return "accepted"
+
+
+# --- key rotation statements -------------------------------------------------------------------
+
+
+def check_rotation(body: bytes) -> str:
+    """`body` as `/.well-known/stave-rotation.json`: walked from A to C (stopping mid-chain), from
+    B to C (starting mid-chain), from A to D (the whole chain) and from A to a stranger's did;
+    and read as one statement for each of A, B, C and for the stranger."""
+    names = dict(zip(documents.ROTATION_DIDS, "ABCD", strict=True))
+    a, b, c, d = documents.ROTATION_DIDS
+    accepted = []
+    for followed, target in ((a, c), (b, c), (a, d)):
+        try:
+            statements = verify_rotation_chain(body, followed, target)
+        except StaveError as e:
+            rejected(e)
+            continue
+        _check_chain(statements, followed, target)
+        accepted.append(f"chain {names[followed]}-{names[target]}")
+    for followed in (a, b, c):
+        try:
+            following = verify_rotation(body, followed)
+        except StaveError as e:
+            rejected(e)
+            continue
+        _check_chain([parse_json(body, "rotation statement")], followed, following)
+        accepted.append(f"statement {names[followed]}-{names.get(following, '?')}")
+    stranger = documents.OTHER_DID
+    for verify in (
+        lambda: verify_rotation_chain(body, a, stranger),
+        lambda: verify_rotation(body, stranger),
+    ):
+        try:
+            verify()
+        except StaveError as e:
+            rejected(e)
+        else:
+            raise ContractBroken("a rotation was accepted to or from a did no key rotated to")
+    return "accepted " + " + ".join(accepted) if accepted else "rejected"
+
+
+def _check_chain(statements: list[Any], followed: str, target: str) -> None:
+    """ContractBroken unless `statements` are signed ones leading from `followed` to `target`."""
+    check(bool(statements), f"an empty rotation chain was accepted from {followed} to {target}")
+    current = followed
+    for number, statement in enumerate(statements, start=1):
+        check(
+            isinstance(statement, dict) and canonicalize(statement) in documents.rotation_forms(),
+            f"rotation statement {number} was accepted, but no key signed it",
+        )
+        check(
+            statement["artist"] == current,
+            f"rotation statement {number} is for {statement['artist']}, not {current}",
+        )
+        current = statement["next"]
+    check(current == target, f"the accepted rotation chain leads to {current}, not {target}")
 
 
 # --- JCS ---------------------------------------------------------------------------------------
@@ -362,6 +424,13 @@ TARGETS: dict[str, Target] = {
     "feed": Target("feed", check_feed, lambda: list(documents.feeds()), 1 << 16, 200_000),
     "manifest": Target(
         "manifest", check_manifest, lambda: list(documents.manifests()), 1 << 14, 200_000
+    ),
+    "rotation": Target(
+        "rotation",
+        check_rotation,
+        lambda: list(documents.rotations()),
+        MAX_ROTATION_BYTES,
+        1_000_000,
     ),
     "jcs": Target("jcs", check_jcs, _jcs_seeds, 1 << 12, 30_000),
     "cid": Target(

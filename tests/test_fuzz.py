@@ -1,10 +1,12 @@
-"""Property tests over hostile input: feeds, manifests, JCS values, CIDs and mutated audio files.
+"""Property tests over hostile input: feeds, manifests, key rotation statements, JCS values, CIDs
+and mutated audio files.
 
 The same targets as the atheris harness (`python -m fuzz.run`), driven here by hypothesis with a
 fixed number of examples each and a fixed seed, so the suite stays fast and repeatable. Every
 input must end in a clean rejection (a one-line StaveError) or a correct result, within a time
-bound. Generated feeds and manifests go further: each part is drawn with a label saying whether
-PROTOCOL §5/§6 lets it pass, the parts are signed, and the verdict must match the labels.
+bound. Generated feeds, manifests and rotation chains go further: each part is drawn with a label
+saying whether PROTOCOL §5/§6 (docs/protocol-extensions.md for rotation) lets it pass, the parts
+are signed, and the verdict must match the labels.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import sys
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
+from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -33,13 +37,16 @@ from fuzz.targets import (
     check_jcs_value,
     check_manifest,
     check_media,
+    check_rotation,
     rejected,
     time_bound,
 )
-from node.cid import CID, varint
+from node.cid import CID, base58_encode, varint
 from node.errors import StaveError, VerificationError
 from node.feed import FollowState, serialize, verify_feed
+from node.identity import Identity
 from node.manifest import verify_manifest
+from node.rotation import MAX_CHAIN, ROTATION_TYPE, verify_rotation, verify_rotation_chain
 from node.signing import MAX_SAFE_INTEGER, canonicalize, sign_document
 
 EXAMPLES = 200
@@ -166,6 +173,12 @@ def test_manifest_mutated(body: bytes, tally: Counter[str]) -> None:
     tally[bounded(check_manifest, body)] += 1
 
 
+@FUZZ
+@given(body=mutated(documents.rotations))
+def test_rotation_mutated(body: bytes, tally: Counter[str]) -> None:
+    tally[bounded(check_rotation, body)] += 1
+
+
 # --- generated documents with a verdict known in advance ---------------------------------------
 
 Labelled = tuple[Any, bool]
@@ -226,13 +239,19 @@ BAD_TERMS: list[Any] = [
 
 
 @st.composite
-def signed(draw: st.DrawFn, unsigned: dict[str, Any]) -> Labelled:
-    """The document with a proof that is either the artist's or wrong in one way."""
+def signed(
+    draw: st.DrawFn,
+    unsigned: dict[str, Any],
+    by: Identity = documents.ARTIST,
+    forger: Identity = documents.OTHER,
+) -> Labelled:
+    """The document with a proof that is either `by`'s or wrong in one way (`forger`'s, none,
+    altered, another cryptosuite)."""
     how = draw(st.sampled_from(["artist"] * 12 + ["other", "none", "value", "type"]))
     if how == "none":
         return unsigned, False
     try:
-        document = sign_document(unsigned, documents.OTHER if how == "other" else documents.ARTIST)
+        document = sign_document(unsigned, forger if how == "other" else by)
     except VerificationError:  # a value JCS cannot hold: nobody can sign it
         return {**unsigned, "proof": {"type": "DataIntegrityProof", "proofValue": "z1"}}, False
     if how == "value":
@@ -354,6 +373,172 @@ def test_feed_generated(drawn: tuple[bytes, FollowState, int, bool], tally: Coun
             verdict = "accepted"
             assert should_pass, f"accepted a feed PROTOCOL §6 refuses: {body[:600]!r}"
             assert feed == json.loads(body)
+    tally[verdict] += 1
+
+
+# --- key rotation chains -----------------------------------------------------------------------
+
+KEYS = (documents.ARTIST, *documents.ROTATED)
+A, B, C, D = documents.ROTATION_DIDS
+NOT_NEXT: list[Any] = [
+    "did:web:ada.example",
+    "did:key:zNotAKey",
+    "did:key:z" + "2" * 100,
+    "did:key:z" + base58_encode(b"\xe7\x01" + b"\x02" * 33),  # a secp256k1 did:key
+    "did:key:z" + base58_encode(b"\xed\x01" + b"\x02" * 31),  # an Ed25519 key one byte short
+    None,
+    5,
+    [A],
+    MISSING,
+]
+TYPE_MEMBER = either([ROTATION_TYPE], ["StaveFeed", ROTATION_TYPE.lower(), None, MISSING])
+ROTATION_AT = either(TIMESTAMPS, [*NOT_TIMESTAMPS, MISSING])
+# Unknown members, drawn from fewer values than EXTRA: a chain holds several statements.
+ROTATION_EXTRAS = st.dictionaries(
+    st.sampled_from(["note", "x-reason"]),
+    st.tuples(st.integers(0, 9), DONT_CARE, st.sampled_from([2**53, [1, [2**64]]])).map(
+        lambda d: (d[2], False) if d[0] == 5 else (d[1], True)
+    ),
+    max_size=1,
+)
+
+
+@cache
+def link_members(old: str, new: str) -> st.SearchStrategy[tuple[Labelled, Labelled]]:
+    """The `artist` and `next` of a statement from `old` to `new`, each sometimes wrong."""
+    return st.tuples(
+        either([old], [documents.OTHER_DID, old + "x", None, MISSING]),
+        either([new], [old, old, old, *NOT_NEXT]),  # naming itself: the likeliest slip
+    )
+
+
+@st.composite
+def labelled_statement(draw: st.DrawFn, old: Identity, new: str) -> Labelled:
+    """A statement from `old` to `new`, labelled with whether it passes as one by its own
+    `artist`: type, artist, next, time, unknown members and proof each sometimes wrong."""
+    artist, following = draw(link_members(old.did, new))
+    members = {
+        "type": draw(TYPE_MEMBER),
+        "artist": artist,
+        "next": following,
+        "at": draw(ROTATION_AT),
+        **draw(ROTATION_EXTRAS),
+    }
+    unsigned = {k: v for k, (v, _) in members.items() if v is not MISSING}
+    ok = all(ok for _, ok in members.values())
+    forger = next((key for key in KEYS if key.did == new), documents.OTHER)
+    statement, signed_ok = draw(signed(unsigned, by=old, forger=forger))
+    if signed_ok and draw(st.integers(0, 15)) == 8:  # changed after it was signed
+        member = draw(st.sampled_from(["next", "at", "artist"]))
+        statement[member] = {"next": documents.OTHER_DID, "at": TIMESTAMPS[2]}.get(member, A)
+        signed_ok = statement.get(member) == unsigned.get(member)
+    return statement, ok and signed_ok
+
+
+# Entries a served array may hold besides the artist's chain: statements by the same keys to
+# other dids (forks, loops), by a stranger, and values that are no statement at all.
+OTHER_ENTRIES = st.one_of(
+    st.sampled_from([None, 5, "next", [], {}, {"artist": A}]).map(lambda v: (v, False)),
+    st.sampled_from(
+        [
+            (old, new)
+            for old in (*KEYS, documents.OTHER)
+            for new in (*documents.ROTATION_DIDS, documents.OTHER_DID)
+            if new != old.did
+        ]
+    ).flatmap(lambda link: labelled_statement(*link)),
+)
+
+
+@st.composite
+def labelled_chain(draw: st.DrawFn) -> tuple[bytes, list[Labelled]]:
+    """The bytes served for the chain A→B→C→D, each statement right or wrong in one way, with
+    statements dropped, others inserted, two swapped, or too many of them; and the entries."""
+    entries = [draw(labelled_statement(old, new.did)) for old, new in pairwise(KEYS)]
+    if draw(st.integers(0, 7)) == 4:
+        del entries[draw(st.integers(0, len(entries) - 1))]
+    for _ in range(draw(st.integers(0, 2))):
+        entries.insert(draw(st.integers(0, len(entries))), draw(OTHER_ENTRIES))
+    if len(entries) > 1 and draw(st.integers(0, 9)) == 5:
+        i, j = draw(st.lists(st.integers(0, len(entries) - 1), min_size=2, max_size=2, unique=True))
+        entries[i], entries[j] = entries[j], entries[i]
+    if entries and draw(st.integers(0, 19)) == 10:
+        entries = (entries * (MAX_CHAIN + 1))[: MAX_CHAIN + 1]
+    served: Any = [entry for entry, _ in entries]
+    if len(entries) == 1 and draw(st.booleans()):
+        served = served[0]  # one statement may be served as an object
+    body = draw(
+        st.sampled_from(
+            [
+                json.dumps(served, ensure_ascii=False, separators=(",", ":")).encode(),
+                json.dumps(served, indent=2).encode(),
+                json.dumps(served, ensure_ascii=True, separators=(", ", ": ")).encode(),
+            ]
+        )
+    )
+    return body, entries
+
+
+def expected_walk(entries: list[Labelled], followed: str, target: str) -> list[Any] | None:
+    """The statements the extension's rules accept from `followed` to `target`, or None: at most
+    MAX_CHAIN; the walk starts at the first statement for `followed`, every statement from there
+    is valid and for the did the one before named, until one names `target`."""
+    if len(entries) > MAX_CHAIN:
+        return None
+    for_followed = [isinstance(e, dict) and e.get("artist") == followed for e, _ in entries]
+    if True not in for_followed:
+        return None
+    used = []
+    current = followed
+    for entry, valid in entries[for_followed.index(True) :]:
+        if current == target:
+            break
+        if not (valid and isinstance(entry, dict) and entry.get("artist") == current):
+            return None
+        used.append(entry)
+        current = entry["next"]
+    return used if current == target else None
+
+
+@FUZZ
+@given(
+    drawn=labelled_chain(),
+    walk=st.sampled_from(
+        [(A, D), (A, C), (B, D), (B, C), (A, B), (C, D), (A, documents.OTHER_DID)]
+    ),
+)
+def test_rotation_generated(
+    drawn: tuple[bytes, list[Labelled]], walk: tuple[str, str], tally: Counter[str]
+) -> None:
+    body, entries = drawn
+    followed, target = walk
+    expected = expected_walk(entries, followed, target)
+    with time_bound(TIME_BOUND):
+        for entry, valid in entries:  # each statement passes for its own artist, for no other
+            if not isinstance(entry, dict):
+                continue
+            claimed = entry.get("artist")
+            for did in dict.fromkeys([claimed, *documents.ROTATION_DIDS, documents.OTHER_DID]):
+                if not isinstance(did, str):
+                    continue
+                should_pass = valid and did == claimed
+                try:
+                    following = verify_rotation(entry, did)
+                except StaveError as e:
+                    rejected(e)
+                    assert not should_pass, f"refused a statement the extension accepts: {e}"
+                else:
+                    assert should_pass, f"accepted for {did} a statement it refuses: {entry}"
+                    assert following == entry["next"]
+        try:
+            used = verify_rotation_chain(body, followed, target)
+        except StaveError as e:
+            verdict = rejected(e)
+            assert expected is None, f"refused a chain the extension accepts: {e}"
+        else:
+            verdict = f"accepted ({len(used)} statements)"
+            assert expected is not None, f"accepted a chain the extension refuses: {body[:600]!r}"
+            assert used == expected
     tally[verdict] += 1
 
 
@@ -563,6 +748,14 @@ def test_seed_documents_verify() -> None:
         assert check_manifest(body) == "accepted"
     for text in documents.cid_strings():
         assert check_cid_text(text) == "accepted"
+    assert [check_rotation(body) for body in documents.rotations()] == [
+        "accepted chain A-C + chain B-C + chain A-D",
+        "accepted chain A-C + chain B-C + chain A-D",
+        "accepted statement A-B",
+        "accepted chain B-C + statement B-C",
+        "accepted statement C-D",
+        "accepted chain B-C",
+    ]
 
 
 LONG = "x" * 20_000
