@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,16 +18,24 @@ FEED_TYPE = "StaveFeed"
 NODE_TYPE = "StaveNode"
 
 
+# RFC 3339 §5.6 `date-time`: an offset or Z is required, and T and Z may be lower case (§5.6
+# note). `datetime.fromisoformat` alone would also take ISO 8601 forms RFC 3339 does not
+# ("20261126T160000Z", week dates, no time zone).
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
 def parse_timestamp(value: Any, what: str) -> datetime:
+    """An RFC 3339 date-time with its offset; VerificationError naming `what` otherwise."""
     if not isinstance(value, str):
         raise VerificationError(f"{what} is not a timestamp")
+    if not _RFC3339.fullmatch(value):
+        raise VerificationError(f"{what} {excerpt(value)} is not an RFC 3339 timestamp")
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as e:
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError as e:  # a month 13, a 25th hour, …
         raise VerificationError(f"{what} {excerpt(value)} is not an RFC 3339 timestamp") from e
-    if moment.tzinfo is None:
-        raise VerificationError(f"{what} {excerpt(value)} has no time zone")
-    return moment
 
 
 def format_timestamp(moment: datetime) -> str:

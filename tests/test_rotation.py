@@ -140,3 +140,30 @@ def test_chains_that_do_not_lead_from_the_followed_did_to_the_target_are_refused
         verify_rotation_chain(body, keys[0].did, target)
     assert reason in str(refused.value)
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        "20261126T180000Z",  # ISO 8601 basic format
+        "2026-W48-4T18:00:00Z",  # ISO 8601 week date
+        "2026-11-26T18:00:00",  # no offset
+        "2026-11-26 18:00:00Z",  # a space for the T
+        "2026-11-26T18:00Z",  # no seconds
+        "2026-13-26T18:00:00Z",  # no such month
+    ],
+)
+def test_a_statement_time_must_be_an_rfc3339_date_time(at: str) -> None:
+    old, new = Identity.generate(), Identity.generate()
+    statement = resigned(build_rotation(old, new.did, AT), old, at=at)
+    with pytest.raises(VerificationError, match="not an RFC 3339 timestamp"):
+        verify_rotation(statement, old.did)
+
+
+@pytest.mark.parametrize(
+    "at", ["2026-11-26T18:00:00Z", "2026-11-26t18:00:00.25z", "2026-11-26T19:30:00+01:30"]
+)
+def test_every_rfc3339_form_of_a_time_is_taken(at: str) -> None:
+    old, new = Identity.generate(), Identity.generate()
+    statement = resigned(build_rotation(old, new.did, AT), old, at=at)
+    assert verify_rotation(statement, old.did) == new.did
