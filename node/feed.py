@@ -130,7 +130,7 @@ def verify_feed(
         raise VerificationError(
             f"feed is by {excerpt(feed.get('artist'))}, not the followed {state.artist}"
         )
-    verify_document(feed, state.artist)
+    simple = verify_document(feed, state.artist)
     sequence = feed.get("sequence")
     if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
         raise VerificationError("feed sequence is not a non-negative integer")
@@ -153,7 +153,7 @@ def verify_feed(
     if not isinstance(tracks, list) or not isinstance(withdrawn, list):
         raise VerificationError("feed tracks or withdrawn is not a list")
     for manifest in tracks:
-        verify_manifest(manifest, state.artist)
+        verify_manifest(manifest, state.artist, within_simple=simple)
     for entry in withdrawn:
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
             raise VerificationError("feed has a malformed withdrawn entry")

@@ -49,8 +49,11 @@ def build_manifest(
     return manifest
 
 
-def verify_manifest(manifest: Any, artist: str) -> None:
-    """Return if `manifest` is a well-formed StaveTrack signed by `artist`; else raise why."""
+def verify_manifest(manifest: Any, artist: str, *, within_simple: bool = False) -> None:
+    """Return if `manifest` is a well-formed StaveTrack signed by `artist`; else raise why.
+
+    `within_simple`: as for `verify_document`, when the manifest is in a feed just verified.
+    """
     if not isinstance(manifest, Mapping):
         raise VerificationError("track manifest is not a JSON object")
     track_id = manifest.get("id", "?")
@@ -67,7 +70,7 @@ def verify_manifest(manifest: Any, artist: str) -> None:
     if not isinstance(audio, Mapping) or not isinstance(audio.get("cid"), str):
         raise VerificationError(f"{label}: audio has no CID")
     try:
-        verify_document(manifest, artist)
+        verify_document(manifest, artist, within_simple=within_simple)
     except VerificationError as e:
         raise VerificationError(f"{label}: {e}") from e
     Terms.from_json(manifest["terms"])

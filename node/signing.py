@@ -31,7 +31,12 @@ MAX_PROOF_VALUE = 1 + 88
 
 def canonicalize(value: Any) -> bytes:
     """The JCS form of a JSON value; VerificationError for values JCS cannot represent."""
-    if _check_jcs_domain(value):
+    return _canonical(value, _check_jcs_domain(value))
+
+
+def _canonical(value: Any, simple: bool) -> bytes:
+    """The JCS form of `value`, already checked by `_check_jcs_domain`, which said `simple`."""
+    if simple:
         # For these values RFC 8785 and Python's sorted, compact JSON are the same bytes
         # (see _check_jcs_domain); json's C encoder is many times faster than rfc8785.
         try:
@@ -55,35 +60,57 @@ def _check_jcs_domain(value: Any) -> bool:
     sorts by UTF-16 code units, Python by code points) or a float is integral or outside
     [1e-4, 1e16) (ECMAScript prints those without ".0" or in another exponent form than repr).
     Strings escape alike: quote, backslash and control characters only, in lowercase hex.
+    The members of every value are always all checked, whatever the answer: the answer for a
+    document holds for each value inside it too.
     """
-    simple = True
-    stack = [(value, 0)]
+    stack: list[tuple[Any, int]] = []  # objects and arrays still to look into, with depth
+    simple = _check_value(value, 0, stack)
     while stack:
         item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise VerificationError(f"document nests deeper than {MAX_DEPTH} levels")
-        if isinstance(item, bool) or item is None or isinstance(item, str):
-            continue
-        if isinstance(item, int):
-            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
-                raise VerificationError(f"integer {item} is outside ±(2^53−1)")
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                raise VerificationError("document holds a non-finite number")
-            if simple and (item.is_integer() or not 1e-4 <= abs(item) < 1e16):
-                simple = False
-        elif isinstance(item, Mapping):
+        if type(item) is dict or isinstance(item, Mapping):
             for key in item:
-                if not isinstance(key, str):
+                if type(key) is not str and not isinstance(key, str):
                     raise VerificationError("document has a non-string member name")
                 if simple and not key.isascii() and max(key) > "\uffff":
                     simple = False
-            stack.extend((member, depth + 1) for member in item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend((member, depth + 1) for member in item)
+            members: Any = item.values()
         else:
-            raise VerificationError(f"document holds a {type(item).__name__}, not JSON")
+            members = item
+        if depth >= MAX_DEPTH and len(item):
+            raise VerificationError(f"document nests deeper than {MAX_DEPTH} levels")
+        # Parsed JSON holds only these exact types; they are told apart inline, which is what
+        # makes this walk cheap; anything else takes the general path.
+        for member in members:
+            kind = type(member)
+            if kind is str or kind is bool or member is None:
+                continue
+            if kind is int:
+                if not -MAX_SAFE_INTEGER <= member <= MAX_SAFE_INTEGER:
+                    raise VerificationError(f"integer {member} is outside ±(2^53−1)")
+            elif kind is dict or kind is list:
+                stack.append((member, depth + 1))
+            elif not _check_value(member, depth + 1, stack):
+                simple = False
     return simple
+
+
+def _check_value(item: Any, depth: int, stack: list[tuple[Any, int]]) -> bool:
+    """Check one value at `depth`: raise if JCS cannot represent it, push it on `stack` if it
+    has members; False if json.dumps would print it otherwise than JCS (see above)."""
+    if isinstance(item, bool) or item is None or isinstance(item, str):
+        return True
+    if isinstance(item, int):
+        if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+            raise VerificationError(f"integer {item} is outside ±(2^53−1)")
+        return True
+    if isinstance(item, float):
+        if not math.isfinite(item):
+            raise VerificationError("document holds a non-finite number")
+        return not item.is_integer() and 1e-4 <= abs(item) < 1e16
+    if isinstance(item, Mapping | list | tuple):
+        stack.append((item, depth))
+        return True
+    raise VerificationError(f"document holds a {type(item).__name__}, not JSON")
 
 
 def hash_data(proof_config: Mapping[str, Any], document: Mapping[str, Any]) -> bytes:
@@ -115,8 +142,14 @@ def sign_document(
     return {**unsecured, "proof": proof}
 
 
-def verify_document(document: Any, did: str) -> None:
-    """Return if `document` carries a valid eddsa-jcs-2022 proof by `did`; else raise why."""
+def verify_document(document: Any, did: str, *, within_simple: bool = False) -> bool:
+    """Return if `document` carries a valid eddsa-jcs-2022 proof by `did`; else raise why.
+
+    Returns whether the document without its proof was found `simple` for JCS (see
+    `_check_jcs_domain`). `within_simple` says the document lies inside another for which
+    this returned True — a track manifest in a verified feed — so the check is already done
+    and is not walked again; the bytes hashed are the same either way.
+    """
     if not isinstance(document, Mapping):
         raise VerificationError("document is not a JSON object")
     proof = document.get("proof")
@@ -151,4 +184,10 @@ def verify_document(document: Any, did: str) -> None:
         raise VerificationError("proofValue is not a 64-byte Ed25519 signature")
     config = {k: v for k, v in proof.items() if k != "proofValue"}
     unsecured = {k: v for k, v in document.items() if k != "proof"}
-    verify_signature(did, signature, hash_data(config, unsecured))
+    simple = within_simple or _check_jcs_domain(unsecured)
+    message = (
+        hashlib.sha256(canonicalize(config)).digest()
+        + hashlib.sha256(_canonical(unsecured, simple)).digest()
+    )
+    verify_signature(did, signature, message)
+    return simple

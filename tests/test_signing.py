@@ -22,7 +22,15 @@ from node.identity import (
     public_key_from_did,
     verification_method,
 )
-from node.signing import canonicalize, hash_data, sign_document, verify_document
+from node.signing import (
+    MAX_DEPTH,
+    _canonical,
+    _check_jcs_domain,
+    canonicalize,
+    hash_data,
+    sign_document,
+    verify_document,
+)
 
 # Data Integrity EdDSA Cryptosuites v1.0, Appendix A.2 (eddsa-jcs-2022 test vectors).
 W3C_PUBLIC = "z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2"
@@ -264,3 +272,145 @@ def test_canonical_form_edge_cases(value: Any) -> None:
             canonicalize(value)
         return
     assert canonicalize(value) == expected
+
+
+# --- one domain walk per feed: a value inside a document found simple is simple -------------
+
+
+def _inner_values(value: Any) -> list[Any]:
+    """`value` and every object and array inside it."""
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict | list):
+            found.append(item)
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return found
+
+
+_hostile_scalars = _json_scalars | st.sampled_from(
+    [
+        2**53 - 1,
+        -(2**53) + 1,
+        2**53,  # outside JCS's range: refused
+        -(2**63),
+        1e16,
+        9.999999999999999e15,
+        5e-324,
+        1.7976931348623157e308,
+        "\\u0000 \u0000\x7f\u2028\u2029\ufeff",
+        "\U0001f600\ud7ff\ue000\uffff",
+        "\ud83d",  # a lone surrogate: refused
+        '"\\"',
+    ]
+)
+_hostile_keys = st.text(max_size=6) | st.sampled_from(["\U0001f600", "\ufb33", "proof", "", "\\u"])
+_hostile_values = st.recursive(
+    _hostile_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(_hostile_keys, children, max_size=4)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=800, deadline=None, derandomize=True)
+@given(_hostile_values)
+def test_every_value_inside_a_simple_document_is_canonicalised_as_rfc8785(value: Any) -> None:
+    """What `verify_document(..., within_simple=True)` relies on: when the domain walk says a
+    document is simple, json's bytes are the RFC 8785 bytes of every value inside it too."""
+    try:
+        simple = _check_jcs_domain(value)
+    except VerificationError:
+        with pytest.raises(rfc8785.CanonicalizationError):
+            rfc8785.dumps(value)
+        return
+    for inner in _inner_values(value):
+        try:
+            expected = bytes(rfc8785.dumps(inner))
+        except rfc8785.CanonicalizationError:  # a lone surrogate: the encoder says so too
+            with pytest.raises(VerificationError):
+                _canonical(inner, simple)
+            continue
+        assert _canonical(inner, simple) == expected
+        assert canonicalize(inner) == expected
+
+
+def _nested(depth: int, leaf: Any = "leaf") -> Any:
+    """`leaf` at `depth`, inside objects and arrays by turns."""
+    value = leaf
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [
+        (_nested(MAX_DEPTH), None),
+        (_nested(MAX_DEPTH + 1), f"deeper than {MAX_DEPTH}"),
+        (_nested(MAX_DEPTH, []), None),
+        (_nested(MAX_DEPTH + 1, {}), f"deeper than {MAX_DEPTH}"),
+        ({"a": [{"b": [2**53]}]}, "outside"),
+        ({"a": [{"b": [float("inf")]}]}, "non-finite"),
+        ({"a": [{1: "x"}]}, "non-string member name"),
+        ({"a": [{"b": {1, 2}}]}, "set, not JSON"),
+        ({"a": ({"b": 1.5},)}, None),
+        ([True, False, None, 0, -0.0, 1.5], None),
+    ],
+    ids=[
+        "at-max-depth",
+        "past-max-depth",
+        "empty-at-max-depth",
+        "empty-past-max-depth",
+        "big-integer-deep",
+        "infinity-deep",
+        "integer-key-deep",
+        "set-deep",
+        "tuple",
+        "scalars",
+    ],
+)
+def test_domain_walk_bounds(value: Any, refused: str | None) -> None:
+    if refused is not None:
+        with pytest.raises(VerificationError, match=refused):
+            canonicalize(value)
+        return
+    assert canonicalize(value) == bytes(rfc8785.dumps(value))
+
+
+@pytest.mark.parametrize(
+    ("member", "simple"),
+    [
+        ({"title": "Plain \u00e9\u4e2d \U0001f3b8", "n": 3, "d": 183.4}, True),
+        ({"\U0001f3b8": "an astral member name"}, False),
+        ({"duration": 180.0}, False),
+        ({"big": 1e16}, False),
+        ({"small": 1e-05}, False),
+    ],
+    ids=["simple", "astral-key", "integral-float", "big-float", "small-float"],
+)
+def test_signed_documents_inside_a_signed_document(member: dict[str, Any], simple: bool) -> None:
+    """A manifest in a feed, checked with the feed's answer, verifies exactly as alone — and a
+    change to it is still caught — whether or not the feed is simple."""
+    identity = Identity.generate()
+    inner = [
+        sign_document({"artist": identity.did, "n": n, "extra": member}, identity) for n in range(3)
+    ]
+    outer = sign_document({"artist": identity.did, "tracks": inner, "x": "\\u00e9"}, identity)
+    assert verify_document(outer, identity.did) is simple
+    for manifest in outer["tracks"]:
+        assert verify_document(manifest, identity.did) is simple
+        verify_document(manifest, identity.did, within_simple=simple)
+        changed = copy.deepcopy(manifest)
+        changed["n"] = 7
+        with pytest.raises(VerificationError, match="signature"):
+            verify_document(changed, identity.did, within_simple=simple)
+    # The feed's proof covers its manifests' proofs: another valid manifest swapped in fails.
+    swapped = copy.deepcopy(outer)
+    swapped["tracks"][0] = sign_document(
+        swapped["tracks"][0], identity, created="2001-01-01T00:00:00Z"
+    )
+    verify_document(swapped["tracks"][0], identity.did, within_simple=simple)
+    with pytest.raises(VerificationError, match="signature"):
+        verify_document(swapped, identity.did)

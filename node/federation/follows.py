@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -139,7 +139,7 @@ class FollowService:
     ) -> None:
         self.federation = federation
         self.verifier = verifier or FeedVerifier()
-        self._writer = FeedWriter(federation)
+        self._writer = FeedWriter(federation, more_coming=self.verifier.busy)
         self.subscriber = subscriber or Subscriber(federation)
         self.mirror = mirror or Mirror(federation)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -545,13 +545,20 @@ class FeedWriter:
 
     Each feed's replacement is whole inside one transaction; feeds verified while a transaction
     is being written wait and go together in the next, so a first sync of many follows costs a
-    few transactions, not one each.
+    few transactions, not one each. When `more_coming()` says other feeds are still being
+    verified, the writer lingers a moment for them before it writes: verified feeds come one by
+    one, and without that a bulk sync writes a transaction for every few feeds, which costs
+    the event loop more than the verification it waits for.
     """
 
     MAX_BATCH = 256
+    LINGER = 0.05  # seconds
 
-    def __init__(self, federation: Federation) -> None:
+    def __init__(
+        self, federation: Federation, more_coming: Callable[[], bool] = lambda: False
+    ) -> None:
         self.federation = federation
+        self.more_coming = more_coming
         self._pending: list[tuple[FeedReplacement, asyncio.Future[bool]]] = []
         self._writing = asyncio.Lock()
 
@@ -563,6 +570,8 @@ class FeedWriter:
             async with self._writing:
                 if mine.done():
                     break
+                if len(self._pending) < self.MAX_BATCH and self.more_coming():
+                    await asyncio.sleep(self.LINGER)
                 batch = self._pending[: self.MAX_BATCH]
                 del self._pending[: self.MAX_BATCH]
                 try:

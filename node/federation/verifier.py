@@ -113,6 +113,10 @@ class FeedVerifier:
         self._pool: ProcessPoolExecutor | None = None
         self._waiting = 0
 
+    def busy(self) -> bool:
+        """Whether feeds are being verified now (by `verify`)."""
+        return self._waiting > 0
+
     async def verify(
         self, body: bytes, state: FollowState, max_bytes: int, now: datetime
     ) -> dict[str, Any]:
