@@ -1136,6 +1136,9 @@ async def open_catalog(path: Path) -> AsyncIterator[Catalog]:
         await db.execute("PRAGMA synchronous = FULL")
         await db.execute("PRAGMA foreign_keys = ON")
         await db.execute("PRAGMA busy_timeout = 10000")
+        # 256 KiB of page cache rather than SQLite's 2 MiB, per connection: pages come back
+        # from the OS's cache, and two open connections filled theirs in an idle node.
+        await db.execute("PRAGMA cache_size = -256")
         await _migrate(db, path)
         yield Catalog(db)
     except sqlite3.DatabaseError as e:

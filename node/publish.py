@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from node import media
 from node.catalog import CatalogWrite, FeedRecord, TrackRecord
 from node.datadir import Node
 from node.errors import StoreError, UsageError
@@ -25,6 +24,12 @@ from node.manifest import build_manifest, content_ref
 from node.rotation import ROTATION_PATH
 from node.signing import sign_document
 from node.terms import Terms
+
+if TYPE_CHECKING:
+    from node import media
+
+# `node.media` (mutagen and the format checks, about 4 MB resident) is imported where a file is
+# probed or tagged, not with this module: a running node that only serves never needs it.
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class Publisher:
         if choices.title is not None and len(sources) > 1:
             raise UsageError("--title: give it with one file only")
         terms = choices.apply(self.default_terms())
+        from node import media
+
         infos = [await asyncio.to_thread(media.probe, source) for source in sources]
         created: list[str] = []
         try:
@@ -269,6 +276,8 @@ class Publisher:
             await tx.queue_unpins(unpin or [])
 
     def _tagged_copy(self, source: Path, track_id: str, terms: Terms) -> Any:
+        from node import media
+
         store = self.node.store
         tmp = store.tmp_path(source.suffix.lower())
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import random
 import time
@@ -50,6 +51,15 @@ def backoff_delay(failures: int, interval: float) -> float:
 def poll_delay(interval: float) -> float:
     """Seconds before the next poll after a success: the interval ±10 %."""
     return random.uniform(interval * 0.9, interval * 1.1)
+
+
+def release_free_memory() -> None:
+    """Give the memory malloc holds free back to the system (glibc's `malloc_trim`; nothing
+    with another C library). Freed memory otherwise stays resident: after a node's first
+    subscription round and feed load, trimming it took about 1.4 MB off its idle size."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _epoch(text: str | None) -> float | None:
@@ -167,32 +177,43 @@ class FederationRuntime:
         return max(soon, now + synced + self.interval - time.time())
 
     async def _poll_loop(self) -> None:
+        """Poll each follow when its time comes. Between refreshes only the schedule is kept,
+        not the follows' records (1,000 of them are over 1 MB): they are read again when some
+        are due."""
         refreshed = -FOLLOWS_REFRESH_SECONDS
-        follows: list[FollowRecord] = []
         while True:
             now = time.monotonic()
             if now - refreshed >= FOLLOWS_REFRESH_SECONDS or self._wake.is_set():
                 self._wake.clear()
-                follows = await self.federation.catalog.follows()
+                self._schedule(await self.federation.catalog.follows(), now)
                 refreshed = now
-                known = {f.artist for f in follows}
-                for artist in list(self._next_poll):
-                    if artist not in known:
-                        del self._next_poll[artist]
-                        self._failures.pop(artist, None)
-                for follow in follows:
-                    if follow.artist not in self._next_poll:
-                        self._next_poll[follow.artist] = self._first_poll(follow, now)
-            due = [
-                f
-                for f in follows
-                if f.artist not in self._syncing and self._next_poll.get(f.artist, now) <= now
-            ]
-            if due:
-                self._syncing.update(f.artist for f in due)
-                self.spawn(self._poll(due), f"poll of {len(due)} feed(s)")
+            due_now = {
+                artist
+                for artist, at in self._next_poll.items()
+                if at <= now and artist not in self._syncing
+            }
+            if due_now:
+                due = [
+                    f
+                    for f in await self.federation.catalog.follows()
+                    if f.artist in due_now and f.artist not in self._syncing
+                ]
+                if due:
+                    self._syncing.update(f.artist for f in due)
+                    self.spawn(self._poll(due), f"poll of {len(due)} feed(s)")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick)
+
+    def _schedule(self, follows: list[FollowRecord], now: float) -> None:
+        """Forget the follows that are gone; give each new one its first poll."""
+        known = {f.artist for f in follows}
+        for artist in list(self._next_poll):
+            if artist not in known:
+                del self._next_poll[artist]
+                self._failures.pop(artist, None)
+        for follow in follows:
+            if follow.artist not in self._next_poll:
+                self._next_poll[follow.artist] = self._first_poll(follow, now)
 
     async def poll_now(self, follows: list[FollowRecord]) -> list[SyncOutcome]:
         """Poll these follows now and record how it went (one status transaction)."""
@@ -239,6 +260,7 @@ class FederationRuntime:
         await asyncio.sleep(min(1.0, self.tick * 2))
         while True:
             await self.keep_subscriptions()
+            release_free_memory()  # what a round of requests to every hub used
             await asyncio.sleep(SUBSCRIPTIONS_SECONDS)
 
     async def keep_subscriptions(self) -> None:
