@@ -631,3 +631,10 @@ def import_path(path: Path, profile: ImportProfile | None = None) -> ImportResul
     except OSError as e:
         raise StoreError(f"{path}: cannot read: {e.strerror or e}") from e
     return importer.finish()
+
+
+def cid_of_bytes(body: bytes) -> str:
+    """The CID of a document's exact bytes (PROTOCOL §3)."""
+    importer = UnixFSImporter()
+    importer.update(body)
+    return str(importer.finish().root)
