@@ -40,8 +40,14 @@ from node.federation.context import Federation, now_text
 from node.federation.discovery import fetch_node_document
 from node.federation.follows import FollowService
 from node.federation.http import Limits, OutboundClient
-from node.federation.verifier import verify_accepted
-from node.feed import FollowState, build_feed, build_node_document, format_timestamp, serialize
+from node.feed import (
+    FollowState,
+    build_feed,
+    build_node_document,
+    format_timestamp,
+    judge_feed,
+    serialize,
+)
 from node.identity import Identity
 from node.manifest import build_manifest, content_ref
 from node.settings import Config, render_config
@@ -171,7 +177,7 @@ def verification_rate(body: bytes, artist: str, proofs: int, seconds: float = 2.
     state = FollowState(artist=artist)
     count, started = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - started) < seconds:
-        verify_accepted(body, state, 8 * 1024**2, datetime.now(UTC))
+        judge_feed(body, state, max_bytes=8 * 1024**2, now=datetime.now(UTC))
         count += 1
     return count * proofs / elapsed
 

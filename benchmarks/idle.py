@@ -24,26 +24,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import multiprocessing
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.serve import NGINX_CONF, write_tone
+from benchmarks.common import (
+    HOST,
+    START_TIMEOUT,
+    nginx_binary,
+    nginx_config,
+    running,
+    start_nginx,
+    stave_run_command,
+    stop,
+    wait_for_200,
+)
+from tests.support.audio import write_tone
+from tests.support.net import free_port
 
-HOST = "127.0.0.1"
 GOAL_RSS_MB = 60.0
 GOAL_COLD_START_SECONDS = 1.5
-START_TIMEOUT = 60.0
 YEAR_SECONDS = 365 * 24 * 3600
 
 BARE_AIOHTTP = """
@@ -84,74 +91,12 @@ class IdleFigures:
     nginx_seconds: float | None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def get_status(url: str) -> int | None:
-    """The status of one GET, or None when nothing answers yet."""
-    rest = url.removeprefix("http://")
-    hostport, _, path = rest.partition("/")
-    host, _, port = hostport.partition(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=5)
-    try:
-        connection.request("GET", "/" + path)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    except OSError:
-        return None
-    finally:
-        connection.close()
-
-
-def wait_for_200(url: str, process: subprocess.Popen[bytes], deadline: float) -> None:
-    while get_status(url) != 200:
-        if process.poll() is not None:
-            raise SystemExit(f"the process serving {url} exited with {process.returncode}")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{url} did not answer 200 in {START_TIMEOUT:g} s")
-        time.sleep(0.005)
-
-
 def resident_mb(pid: int) -> float:
     """VmRSS of a process, in MB (10^6 bytes)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024 / 1e6
     raise SystemExit(f"no VmRSS for process {pid}")
-
-
-def _first_line(process: subprocess.Popen[bytes]) -> str:
-    line: list[bytes] = []
-    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()))  # type: ignore[union-attr]
-    reader.start()
-    reader.join(START_TIMEOUT)
-    if not line or not line[0]:
-        raise SystemExit("the process printed no URL")
-    return line[0].decode().strip()
-
-
-@contextmanager
-def running(command: list[str], log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A server process that prints its URL as its first line of output."""
-    with log.open("ab") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr)
-    try:
-        yield process, _first_line(process)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        assert process.stdout is not None
-        process.stdout.close()
-
-
-def stave_command(root: Path) -> list[str]:
-    return [sys.executable, "-m", "node", "--data-dir", str(root), "run",
-            "--host", HOST, "--port", "0"]  # fmt: skip
 
 
 # --- building the node -------------------------------------------------------------------
@@ -242,7 +187,7 @@ def imports_rss() -> float:
 def cold_start(root: Path, log: Path) -> tuple[float, float]:
     """Seconds from spawning `stave run` to the first 200 of /healthz, then of /feed.json."""
     started = time.perf_counter()
-    with running(stave_command(root), log) as (process, url):
+    with running(stave_run_command(root), log) as (process, url):
         deadline = time.monotonic() + START_TIMEOUT
         wait_for_200(url + "healthz", process, deadline)
         healthz = time.perf_counter() - started
@@ -259,9 +204,7 @@ def python_pass() -> float:
 
 def nginx_start(tmp: Path) -> float | None:
     """Seconds from spawning nginx to its first 200 of a static file, or None without nginx."""
-    nginx = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
+    nginx = nginx_binary()
     if nginx is None:
         return None
     shutil.rmtree(tmp, ignore_errors=True)
@@ -269,21 +212,14 @@ def nginx_start(tmp: Path) -> float | None:
     www.mkdir(parents=True)
     (www / "feed.json").write_text("{}", encoding="utf-8")
     port = free_port()
-    conf = tmp / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(workers=1, tmp=tmp, host=HOST, port=port, www=www), encoding="utf-8"
-    )
+    conf = nginx_config(www, tmp, port)
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "e.log")],
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_nginx(nginx, conf)
     try:
         wait_for_200(f"http://{HOST}:{port}/feed.json", process, time.monotonic() + START_TIMEOUT)
         return time.perf_counter() - started
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
 
 
 def run(
@@ -302,7 +238,9 @@ def run(
                 f"{time.perf_counter() - started:.1f} s",
                 flush=True,
             )
-            stave_rss = idle_rss(stave_command(tmp / "node"), log, ["healthz", "feed.json"], settle)
+            stave_rss = idle_rss(
+                stave_run_command(tmp / "node"), log, ["healthz", "feed.json"], settle
+            )
             port = str(free_port())
             bare_rss = idle_rss(
                 [sys.executable, "-c", BARE_AIOHTTP, port], log, ["healthz"], settle

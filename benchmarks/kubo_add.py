@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import struct
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from kubo_daemon import KuboDaemon, find_kubo  # noqa: E402
+from tests.support.audio import write_noise_wav
+from tests.support.cli import clean_environment
+from tests.support.cli import stave as run_stave
+from tests.support.kubo import KuboDaemon, find_kubo
 
 GOAL = 1.1
 MIB = 1024 * 1024
@@ -48,32 +45,12 @@ IPFS_ADD_PARAMETERS = (
 )
 
 
-def write_noise_wav(path: Path, data_bytes: int) -> None:
-    """A valid 16-bit stereo 44.1 kHz WAV of random noise, written 1 MiB at a time."""
-    header = b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
-    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 2, 44100, 176400, 4, 16)
-    header += b"data" + struct.pack("<I", data_bytes)
-    with path.open("wb") as out:
-        out.write(header)
-        remaining = data_bytes
-        while remaining:
-            piece = os.urandom(min(MIB, remaining))
-            out.write(piece)
-            remaining -= len(piece)
-
-
-def environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("STAVE_")}
-
-
 def stave(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "node", "--data-dir", str(data_dir), *args],
-        capture_output=True,
-        text=True,
-        env=environment(),
-        check=True,
-    )
+    """`stave` run to its end (an hour at most); SystemExit with its stderr if it fails."""
+    done = run_stave(data_dir, *args, timeout=3600)
+    if done.returncode != 0:
+        raise SystemExit(f"stave {' '.join(args)} failed: {done.stderr.strip()}")
+    return done
 
 
 def time_stave_add(work: Path, source: Path, api: str) -> tuple[float, str]:
@@ -103,7 +80,7 @@ def time_ipfs_add(daemon: KuboDaemon, source: Path) -> tuple[float, str]:
     start = time.perf_counter()
     done = subprocess.run(
         [str(daemon.binary), "add", "-Q", *IPFS_ADD_PARAMETERS, str(source)],
-        env={**environment(), "IPFS_PATH": str(daemon.repo)},
+        env={**clean_environment(), "IPFS_PATH": str(daemon.repo)},
         capture_output=True,
         text=True,
         check=True,
@@ -112,7 +89,7 @@ def time_ipfs_add(daemon: KuboDaemon, source: Path) -> tuple[float, str]:
 
 
 def empty_repo(daemon: KuboDaemon, *cids: str) -> None:
-    env = {**environment(), "IPFS_PATH": str(daemon.repo)}
+    env = {**clean_environment(), "IPFS_PATH": str(daemon.repo)}
     for cid in cids:
         subprocess.run([str(daemon.binary), "pin", "rm", cid], env=env, capture_output=True)
     subprocess.run([str(daemon.binary), "repo", "gc", "-q"], env=env, capture_output=True)

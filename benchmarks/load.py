@@ -29,8 +29,6 @@ import argparse
 import asyncio
 import json
 import random
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -41,7 +39,8 @@ from typing import Any
 
 import aiohttp
 
-HOST = "127.0.0.1"
+from benchmarks.common import publish_node, running, stave_run_command
+
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audio" / "tone.mp3"
 TAKE_BYTES = 5 * 1024 * 1024
 RANGE_BYTES = 64 * 1024
@@ -63,31 +62,12 @@ def write_take(path: Path) -> None:
 
 async def build_node(root: Path, sources: Path) -> str:
     """Publish the take; return its CID."""
-    from node.datadir import init_data_dir, open_node
-    from node.publish import Publisher
-
     sources.mkdir()
     take = sources / "take.wav"
     write_take(take)
-    init_data_dir(root, "Load Test", f"http://{HOST}:8080/")
-    async with open_node(root) as node:
-        [manifest] = await Publisher(node).add_many([take])
-        node.store.close()
+    [manifest], _ = await publish_node(root, "Load Test", [take])
     cid: str = manifest["audio"]["cid"]
     return cid
-
-
-def first_line(process: subprocess.Popen[bytes]) -> str:
-    """The URL `stave run` prints once it listens."""
-    line: list[bytes] = []
-    assert process.stdout is not None
-    stdout = process.stdout
-    reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(60)
-    if not line or not line[0]:
-        raise RuntimeError("stave run printed no URL within 60 s")
-    return line[0].decode().strip()
 
 
 def rss_kib(pid: int) -> int | None:
@@ -229,21 +209,12 @@ def run_load(
         root = Path(tmp) / "node"
         cid = asyncio.run(build_node(root, Path(tmp) / "sources"))
         token = DataDir(root).admin_token()
-        with (Path(tmp) / "run.log").open("wb") as log, subprocess.Popen(
-            [sys.executable, "-m", "node", "--data-dir", str(root), "run",
-             "--host", HOST, "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=log,
-        ) as process:  # fmt: skip
-            try:
-                url = first_line(process)
-                idle = rss_kib(process.pid) or 0
-                load, samples, elapsed, listed = asyncio.run(
-                    drive(url, token, cid, process.pid, clients, duration, uploads)
-                )
-                exit_code = process.poll()
-            finally:
-                process.terminate()
+        with running(stave_run_command(root), Path(tmp) / "run.log") as (process, url):
+            idle = rss_kib(process.pid) or 0
+            load, samples, elapsed, listed = asyncio.run(
+                drive(url, token, cid, process.pid, clients, duration, uploads)
+            )
+            exit_code = process.poll()
     total = sum(load.statuses.values())
     return {
         "clients": clients,

@@ -24,30 +24,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
-import os
-import random
 import shutil
-import socket
-import struct
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.common import (
+    HOST,
+    START_TIMEOUT,
+    nginx_binary,
+    nginx_config,
+    publish_node,
+    running,
+    start_nginx,
+    stave_run_command,
+    stop,
+    wait_for_200,
+)
+from tests.support.audio import write_long_take, write_tone
+from tests.support.net import free_port
+
 BIG_FILE_BYTES = 20 * 1024 * 1024
 RANGE = "bytes=0-1048575"
-HOST = "127.0.0.1"
 ARTIST = "Benchmark Artist"
-START_TIMEOUT = 30.0
 
 WRK_SUMMARY = """
 done = function(summary, latency, requests)
@@ -55,30 +60,6 @@ done = function(summary, latency, requests)
   io.write(string.format("SUMMARY %d %d %d %d\\n", summary.requests, summary.bytes,
     summary.duration, e.connect + e.read + e.write + e.timeout + e.status))
 end
-"""
-
-NGINX_CONF = """
-daemon off;
-worker_processes {workers};
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {tmp}/nginx-access.log;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    types {{ application/json json; audio/wav wav; }}
-    server {{
-        listen {host}:{port};
-        root {www};
-    }}
-}}
 """
 
 
@@ -106,46 +87,11 @@ class Scenario:
     expected_status: int
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def write_tone(path: Path, index: int) -> None:
-    """A fifth of a second of a sine, its pitch set by `index`, so every file differs."""
-    rate, frequency = 8000, 220.0 + index
-    frames = b"".join(
-        struct.pack("<h", int(8000 * math.sin(2 * math.pi * frequency * n / rate)))
-        for n in range(rate // 5)
-    )
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames)
-
-
-def write_long_take(path: Path, size: int) -> None:
-    """About `size` bytes of WAV: noise, 16-bit stereo at 44.1 kHz, written a MiB at a time."""
-    chunk = random.Random(20).randbytes(1024 * 1024)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(44100)
-        for index in range(size // len(chunk)):
-            out.writeframes(index.to_bytes(8, "big") + chunk[8:])
-
-
 async def build_node(root: Path, sources: Path, tracks: int) -> tuple[str, str, int]:
     """Publish a 20 MiB take and `tracks - 1` short tones in one feed.
 
     Returns the feed's CID, the take's CID and the take's size as stored (with its tags).
     """
-    from node.datadir import init_data_dir, open_node
-    from node.publish import Publisher
-
     sources.mkdir()
     long_take = sources / "long-take.wav"
     write_long_take(long_take, BIG_FILE_BYTES)
@@ -154,69 +100,22 @@ async def build_node(root: Path, sources: Path, tracks: int) -> tuple[str, str, 
         path = sources / f"tone-{index:04d}.wav"
         write_tone(path, index)
         files.append(path)
-    init_data_dir(root, ARTIST, f"http://{HOST}:8080/")
-    async with open_node(root) as node:
-        manifests = await Publisher(node).add_many(files)
-        latest = await node.catalog.latest_feed()
-        assert latest is not None
-        node.store.close()
+    manifests, feed_cid = await publish_node(root, ARTIST, files)
     audio = manifests[0]["audio"]
-    return latest.cid, audio["cid"], audio["size"]
-
-
-def _first_line(process: subprocess.Popen[bytes]) -> str:
-    line: list[bytes] = []
-    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()))  # type: ignore[union-attr]
-    reader.start()
-    reader.join(START_TIMEOUT)
-    if not line or not line[0]:
-        raise SystemExit("stave run printed no URL")
-    return line[0].decode().strip()
-
-
-@contextmanager
-def stave_running(root: Path, log: Path) -> Iterator[str]:
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "node", "--data-dir", str(root), "run",
-             "--host", HOST, "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-        )  # fmt: skip
-    try:
-        yield _first_line(process)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        assert process.stdout is not None
-        process.stdout.close()
+    return feed_cid, audio["cid"], audio["size"]
 
 
 @contextmanager
 def nginx_running(www: Path, tmp: Path, workers: str) -> Iterator[str]:
     port = free_port()
-    conf = tmp / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(workers=workers, tmp=tmp, host=HOST, port=port, www=www),
-        encoding="utf-8",
-    )
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    process = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "e.log")])
+    conf = nginx_config(www, tmp, port, workers)
+    process = start_nginx(nginx_binary() or "/usr/sbin/nginx", conf)
     url = f"http://{HOST}:{port}/"
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                with socket.create_connection((HOST, port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"nginx did not start; see {tmp}/e.log") from None
-                time.sleep(0.05)
+        wait_for_200(url + "feed.json", process, time.monotonic() + START_TIMEOUT)
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
 
 
 def fetch(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -258,7 +157,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run the scenarios whose name has this")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
-        if not (shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}")):
+        if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists()):
             raise SystemExit(f"{tool} is not installed: apt-get install -y nginx wrk")
 
     with tempfile.TemporaryDirectory(prefix="stave-serve-bench-") as directory:
@@ -285,7 +184,7 @@ def main() -> None:
         (tmp / "nginx").mkdir()
 
         with (
-            stave_running(tmp / "node", tmp / "stave.log") as stave,
+            running(stave_run_command(tmp / "node"), tmp / "stave.log") as (_, stave),
             nginx_running(www, tmp / "nginx", args.nginx_workers) as nginx,
         ):
             stave_feed, nginx_feed = stave + "feed.json", nginx + "feed.json"

@@ -176,34 +176,13 @@ def parse_idle(output: str) -> list[Figure]:
     ]  # fmt: skip
     imports = re.search(r"Stave's imports alone: ([\d.]+) MB", output)
     if imports:
-        figures.insert(
-            1,
-            Figure(
-                "idle",
-                "resident memory of stave run's imports alone",
-                _number(imports[1]),
-                "MB",
-                _number(rss[2]),
-                "bare aiohttp process",
-                None,
-                True,
-                "value",
-            ),
-        )
+        figures.insert(1, Figure("idle", "resident memory of stave run's imports alone",
+                                 _number(imports[1]), "MB", _number(rss[2]),
+                                 "bare aiohttp process", None, True, "value"))  # fmt: skip
     if nginx:
-        figures.append(
-            Figure(
-                "idle",
-                "cold start to /healthz, against nginx",
-                _number(start[1]),
-                "s",
-                _number(nginx[1]),
-                "nginx start and serve",
-                None,
-                True,
-                "ratio",
-            )
-        )
+        figures.append(Figure("idle", "cold start to /healthz, against nginx", _number(start[1]),
+                              "s", _number(nginx[1]), "nginx start and serve", None, True,
+                              "ratio"))  # fmt: skip
     return figures
 
 

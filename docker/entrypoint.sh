@@ -5,7 +5,9 @@
 #
 # First-start environment (later, edit config.toml in the volume instead):
 #   STAVE_NAME          the artist or project name (required on the first start)
-#   STAVE_URL           the public base URL, e.g. https://music.example/ (node.url)
+#   STAVE_URL           the public base URL, e.g. https://music.example/ (node.url; required:
+#                       inside a container stave run listens on 0.0.0.0, which no listener
+#                       can reach, so it will not guess the URL)
 #   STAVE_IPFS_BACKEND  embedded (default) or kubo (ipfs.backend)
 #   STAVE_IPFS_API      Kubo's RPC address, e.g. http://kubo:5001 (ipfs.api)
 # Where `stave run` listens inside the container (leave them; the image's HEALTHCHECK asks
@@ -21,6 +23,10 @@ DATA_DIR="${STAVE_DATA_DIR:-/data}"
 if [ ! -e "$DATA_DIR/key.pem" ]; then
     if [ -z "${STAVE_NAME:-}" ]; then
         echo "stave: set STAVE_NAME (the artist or project name) for the first start" >&2
+        exit 2
+    fi
+    if [ -z "${STAVE_URL:-}" ] && [ ! -e "$DATA_DIR/config.toml" ]; then
+        echo "stave: set STAVE_URL (the public URL listeners reach, e.g. https://music.example/) for the first start" >&2
         exit 2
     fi
     if [ ! -e "$DATA_DIR/config.toml" ]; then

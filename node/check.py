@@ -23,7 +23,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +31,7 @@ from node.catalog import FeedRecord, TrackRecord
 from node.cid import CID
 from node.datadir import Node
 from node.errors import StaveError, VerificationError, excerpt
-from node.feed import FollowState, parse_json, parse_timestamp, verify_feed
+from node.feed import FollowState, judge_feed, parse_json, parse_timestamp
 from node.keys import artist_dids
 from node.manifest import verify_manifest
 
@@ -52,13 +52,7 @@ class Finding:
     repairable: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "weight": self.weight,
-            "kind": self.kind,
-            "subject": self.subject,
-            "message": self.message,
-            "repairable": self.repairable,
-        }
+        return asdict(self)
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"
@@ -363,7 +357,7 @@ def _verified_feed(node: Node, record: FeedRecord, dids: list[str]) -> tuple[dic
             + (f"{dids[0]}" if len(dids) == 1 else f"one of {', '.join(dids)}")
         )
     issued = parse_timestamp(document.get("updated"), "feed updated")
-    return verify_feed(body, FollowState(artist), max_bytes=size, now=issued), artist
+    return judge_feed(body, FollowState(artist), max_bytes=size, now=issued), artist
 
 
 def _check_latest_feed(

@@ -1,4 +1,8 @@
-"""Feed and node documents (PROTOCOL §6, §7): build them, serialise them, verify them."""
+"""Feed and node documents (PROTOCOL §6, §7): build them, serialise them, verify them.
+
+`judge_feed` is the one judge of a feed: a follower (pulled or pushed, from the origin or a
+mirror), `stave verify` and `stave check` all accept exactly what it accepts.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from node.errors import VerificationError, excerpt
+from node.cid import CID
+from node.errors import InvalidCID, VerificationError, excerpt
 from node.manifest import verify_manifest
-from node.signing import verify_document
+from node.signing import require_value, verify_document
 from node.terms import Terms
 
 FEED_TYPE = "StaveFeed"
@@ -115,7 +120,8 @@ def verify_feed(
     max_bytes: int,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The feed document in `body` if a follower in `state` may accept it (PROTOCOL §6).
+    """The feed document in `body` if a follower in `state` may accept it (PROTOCOL §6): the
+    protocol's part of `judge_feed`, which is what every judge of a feed calls.
 
     Raises VerificationError with the reason otherwise; never returns a partly checked feed.
     """
@@ -124,8 +130,7 @@ def verify_feed(
     feed = parse_json(body)
     if not isinstance(feed, dict):
         raise VerificationError("feed is not a JSON object")
-    if feed.get("type") != FEED_TYPE:
-        raise VerificationError(f"feed type {excerpt(feed.get('type'))} is not {FEED_TYPE}")
+    require_value(feed.get("type"), FEED_TYPE, "feed type")
     if feed.get("artist") != state.artist:
         raise VerificationError(
             f"feed is by {excerpt(feed.get('artist'))}, not the followed {state.artist}"
@@ -158,6 +163,68 @@ def verify_feed(
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
             raise VerificationError("feed has a malformed withdrawn entry")
     return feed
+
+
+def judge_feed(
+    body: bytes,
+    state: FollowState,
+    *,
+    max_bytes: int,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The feed document in `body` if it is acceptable to a follower in `state`: what
+    `verify_feed` checks (signatures, sequence, expiry, every track signed) and the types the
+    catalog and the gateway rely on. Raises VerificationError with the reason otherwise.
+    """
+    feed = verify_feed(body, state, max_bytes=max_bytes, now=now)
+    _check_storable(feed)
+    return feed
+
+
+def _check_storable(feed: dict[str, Any]) -> None:
+    """Raise why the signed feed's tracks cannot be stored as they are; else return.
+
+    These are the types the catalog and the gateway rely on, so that a signed but malformed
+    feed is rejected whole, never half-stored.
+    """
+    if not isinstance(feed.get("name"), str):
+        raise VerificationError("feed name is not a string")
+    seen: set[str] = set()
+    for manifest in feed["tracks"]:
+        label = f"track {repr(manifest.get('id'))[:80]}"
+        for key in ("id", "title", "published"):
+            if not isinstance(manifest.get(key), str):
+                raise VerificationError(f"{label}: {key} is not a string")
+        revision = manifest.get("revision")
+        if not isinstance(revision, int) or isinstance(revision, bool):
+            raise VerificationError(f"{label}: revision is not an integer")
+        if manifest["id"] in seen:
+            raise VerificationError(f"{label}: listed twice in the feed")
+        seen.add(manifest["id"])
+        refs = [("audio", manifest["audio"])]
+        if manifest.get("cover") is not None:
+            refs.append(("cover", manifest["cover"]))
+        for what, ref in refs:
+            if not isinstance(ref, dict) or not isinstance(ref.get("cid"), str):
+                raise VerificationError(f"{label}: {what} has no CID")
+            try:
+                CID.parse(ref["cid"])
+            except InvalidCID as e:
+                raise VerificationError(f"{label}: {what} CID is not valid ({e})") from e
+
+
+def claimed_artist(body: bytes, max_bytes: int) -> str | None:
+    """The `artist` a feed (within the size limit) names, if it is a feed naming one at all."""
+    if len(body) > max_bytes:
+        return None
+    try:
+        feed = parse_json(body)
+    except VerificationError:
+        return None
+    if not isinstance(feed, dict) or feed.get("type") != FEED_TYPE:
+        return None
+    artist = feed.get("artist")
+    return artist if isinstance(artist, str) else None
 
 
 def build_node_document(

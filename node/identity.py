@@ -12,42 +12,18 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from node.cid import base58_decode, base58_encode
 from node.errors import IdentityError, VerificationError, excerpt
 
-_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
 ED25519_PUB_PREFIX = b"\xed\x01"  # multicodec ed25519-pub as a varint
 ED25519_PRIV_PREFIX = b"\x80\x26"  # multicodec ed25519-priv as a varint
 # `did:key:z` and 48 base58btc characters; a little slack, never thousands.
 MAX_DID_LENGTH = 64
 
 
-def b58encode(data: bytes) -> str:
-    """Base58 (Bitcoin alphabet), leading zero bytes kept as '1'."""
-    zeros = len(data) - len(data.lstrip(b"\0"))
-    number = int.from_bytes(data, "big")
-    digits = []
-    while number:
-        number, rem = divmod(number, 58)
-        digits.append(_B58_ALPHABET[rem])
-    return "1" * zeros + "".join(reversed(digits))
-
-
-def b58decode(text: str) -> bytes:
-    """Inverse of `b58encode`; ValueError on a character outside the alphabet."""
-    number = 0
-    for char in text:
-        if char not in _B58_INDEX:
-            raise ValueError(f"{char!r} is not a base58btc character")
-        number = number * 58 + _B58_INDEX[char]
-    zeros = len(text) - len(text.lstrip("1"))
-    body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
-    return b"\0" * zeros + body
-
-
 def did_from_public_key(public_key: Ed25519PublicKey) -> str:
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return "did:key:z" + b58encode(ED25519_PUB_PREFIX + raw)
+    return "did:key:z" + base58_encode(ED25519_PUB_PREFIX + raw)
 
 
 def public_key_from_did(did: str) -> Ed25519PublicKey:
@@ -64,7 +40,7 @@ def _public_key_from_did(did: str) -> Ed25519PublicKey:
     if len(did) > MAX_DID_LENGTH:  # before decoding, whose cost grows with the square
         raise VerificationError(f"{excerpt(did)}: too long for an Ed25519 did:key")
     try:
-        decoded = b58decode(did[len("did:key:z") :])
+        decoded = base58_decode(did[len("did:key:z") :])
     except ValueError as e:
         raise VerificationError(f"{did!r} is not an Ed25519 did:key ({e})") from e
     if len(decoded) != 34 or not decoded.startswith(ED25519_PUB_PREFIX):
@@ -94,13 +70,20 @@ class Identity:
     def sign(self, message: bytes) -> bytes:
         return self.private_key.sign(message)
 
+    def pem(self, passphrase: str | None) -> bytes:
+        """The key as PKCS#8 PEM, encrypted with `passphrase` unless it is None or empty."""
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase.encode())
+            if passphrase
+            else serialization.NoEncryption()
+        )
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+
     def pem_cleartext(self) -> bytes:
         """The key as unencrypted PKCS#8 PEM, for an explicit export only (Kubo key import)."""
-        return self.private_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        return self.pem(None)
 
     @classmethod
     def generate(cls) -> Identity:
@@ -119,14 +102,7 @@ def verify_signature(did: str, signature: bytes, message: bytes) -> None:
 def create_key_file(path: Path, passphrase: str | None) -> Identity:
     """Write a new key as PKCS#8 PEM with mode 0600; never overwrite an existing one."""
     identity = Identity.generate()
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase.encode())
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    pem = identity.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
+    pem = identity.pem(passphrase)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as e:

@@ -25,9 +25,12 @@ _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 def ipns_name(did: str) -> str:
     """The IPNS name (base36 `k51…`) of the Ed25519 key a did:key names."""
-    raw = public_key_from_did(did).public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    return ipns_name_of_key(public_key_from_did(did))
+
+
+def ipns_name_of_key(key: Ed25519PublicKey) -> str:
+    """The IPNS name (base36 `k51…`) of an Ed25519 public key, as Kubo prints it."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     public_key = _ED25519_PUBLIC_KEY + raw
     cid = bytes([1, LIBP2P_KEY, IDENTITY_MULTIHASH, len(public_key)]) + public_key
     number = int.from_bytes(cid, "big")

@@ -7,7 +7,7 @@ reports the failure in the `X-Stream-Error` HTTP trailer. Both become `KuboError
 at <api>: <reason>")`.
 
 aiohttp does not expose HTTP trailers, so the answers that stream and can fail part-way (`cat`,
-`dag/export`, `pin/add`) are read by a small HTTP/1.1 reader of this module that keeps them;
+`dag/export`, `pin/add`) are read by a small HTTP/1.1 reader that keeps them (node/kubo_stream.py);
 every other call goes through aiohttp.
 
 Every `add` passes the import parameters of PROTOCOL §3 explicitly, so the node's own `Import.*`
@@ -35,9 +35,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from yarl import URL
 
 from node.errors import KuboError
+from node.ipns import ipns_name_of_key
+from node.kubo_stream import CHUNK_SIZE, Exchange, json_lines, refusal
 
 DEFAULT_API = "http://127.0.0.1:5001"
-CHUNK_SIZE = 1024 * 1024
 
 # PROTOCOL §3: the unixfs-v1-2025 import profile, every parameter explicit.
 IMPORT_PARAMETERS: Mapping[str, str] = {
@@ -51,7 +52,6 @@ IMPORT_PARAMETERS: Mapping[str, str] = {
 
 _STREAM_ERROR_TRAILER = "x-stream-error"
 _MAX_ERROR_BODY = 64 * 1024
-_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ class KuboClient:
         """Pin `cid` and everything under it, fetching what Kubo lacks."""
         # With progress on, Kubo keeps talking while it fetches, so a long pin is not a timeout.
         pinned = False
-        async for answer in _json_lines(
+        async for answer in json_lines(
             self._stream("pin/add", {"arg": cid, "recursive": "true", "progress": "true"}),
             "pin/add",
         ):
@@ -338,7 +338,7 @@ class KuboClient:
             async with self._session.post(url, data=data) as response:
                 body = await response.read()
                 if response.status != 200:
-                    raise _refusal(command, response.status, body)
+                    raise refusal(command, response.status, body)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
             raise self._unreachable(e) from e
         except TimeoutError as e:
@@ -376,7 +376,7 @@ class KuboClient:
                 *(f"{name}: {value}" for name, value in self._headers.items()),
             ]
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-            exchange = _Exchange(reader, self._timeout)
+            exchange = Exchange(reader, self._timeout)
             status, headers = await exchange.read_head()
             if status != 200:
                 body = b""
@@ -384,7 +384,7 @@ class KuboClient:
                     body += chunk
                     if len(body) > _MAX_ERROR_BODY:
                         break
-                raise _refusal(command, status, body)
+                raise refusal(command, status, body)
             async for chunk in exchange.body(headers):
                 yield chunk
             if error := exchange.trailers.get(_STREAM_ERROR_TRAILER):
@@ -401,108 +401,9 @@ class KuboClient:
                 await writer.wait_closed()
 
 
-class _Exchange:
-    """Reads one HTTP/1.1 response: status, headers, body in any framing, and trailers."""
-
-    def __init__(self, reader: asyncio.StreamReader, timeout: float) -> None:
-        self._reader = reader
-        self._timeout = timeout
-        self.trailers: dict[str, str] = {}
-
-    async def _line(self) -> bytes:
-        async with asyncio.timeout(self._timeout):
-            line = await self._reader.readuntil(b"\n")
-        return line.rstrip(b"\r\n")
-
-    async def _exactly(self, size: int) -> bytes:
-        async with asyncio.timeout(self._timeout):
-            return await self._reader.readexactly(size)
-
-    async def _fields(self) -> dict[str, str]:
-        fields: dict[str, str] = {}
-        while line := await self._line():
-            name, _, value = line.decode("latin-1").partition(":")
-            fields[name.strip().lower()] = value.strip()
-        return fields
-
-    async def read_head(self) -> tuple[int, dict[str, str]]:
-        status_line = (await self._line()).decode("latin-1")
-        parts = status_line.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise OSError(f"not an HTTP response: {status_line[:80]!r}")
-        status = int(parts[1])
-        fields = await self._fields()
-        if status == 100:  # "100 Continue", then the real answer
-            return await self.read_head()
-        return status, fields
-
-    async def body(self, headers: Mapping[str, str]) -> AsyncIterator[bytes]:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            while True:
-                size_line = (await self._line()).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_line, 16)
-                except ValueError as e:
-                    raise OSError(f"bad chunk size {size_line[:20]!r}") from e
-                if size == 0:
-                    self.trailers = await self._fields()
-                    return
-                while size:
-                    piece = await self._exactly(min(size, CHUNK_SIZE))
-                    size -= len(piece)
-                    yield piece
-                await self._line()
-        elif "content-length" in headers:
-            remaining = int(headers["content-length"])
-            while remaining:
-                piece = await self._exactly(min(remaining, CHUNK_SIZE))
-                remaining -= len(piece)
-                yield piece
-        else:
-            while True:
-                async with asyncio.timeout(self._timeout):
-                    piece = await self._reader.read(CHUNK_SIZE)
-                if not piece:
-                    return
-                yield piece
-
-
-async def _json_lines(stream: AsyncIterator[bytes], command: str) -> AsyncIterator[Any]:
-    """Yield each JSON value of a newline-delimited JSON byte stream."""
-    pending = b""
-    async for chunk in stream:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield _json(line, command)
-    if pending.strip():
-        yield _json(pending, command)
-
-
-def _json(line: bytes, command: str) -> Any:
-    try:
-        return json.loads(line)
-    except ValueError as e:
-        raise KuboError(f"kubo {command}: Kubo's answer is not JSON") from e
-
-
 async def _chunks(file: BinaryIO) -> AsyncIterator[bytes]:
     while chunk := await asyncio.to_thread(file.read, CHUNK_SIZE):
         yield chunk
-
-
-def _refusal(command: str, status: int, body: bytes) -> KuboError:
-    """Kubo's JSON error `{"Message", "Code", "Type"}`, or the plain text it sent instead."""
-    message = ""
-    with suppress(ValueError):
-        error = json.loads(body)
-        if isinstance(error, dict) and isinstance(error.get("Message"), str):
-            message = error["Message"]
-    if not message:
-        text = body.decode("utf-8", "replace").strip().splitlines()
-        message = f"HTTP {status}" + (f": {text[0][:200]}" if text else "")
-    return KuboError(f"kubo {command}: {message}")
 
 
 def _text(answer: Any, field: str, command: str) -> str:
@@ -533,16 +434,4 @@ def ipns_name(pem_pkcs8: bytes) -> str | None:
         return None
     if not isinstance(key, Ed25519PrivateKey):
         return None
-    public = key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
-    # libp2p PublicKey protobuf {Type: Ed25519 (1), Data: key}, as an identity multihash
-    # inside a CIDv1 with the libp2p-key codec (0x72): https://github.com/libp2p/specs/blob/master/peer-ids/peer-ids.md
-    public_key = b"\x08\x01\x12\x20" + public
-    cid = b"\x01\x72\x00" + bytes([len(public_key)]) + public_key
-    number = int.from_bytes(cid, "big")
-    digits = ""
-    while number:
-        number, digit = divmod(number, 36)
-        digits = _BASE36[digit] + digits
-    return "k" + digits
+    return ipns_name_of_key(key.public_key())

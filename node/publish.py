@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from node.catalog import CatalogWrite, FeedRecord, TrackRecord
-from node.datadir import Node
+from node.datadir import Node, init_data_dir, open_node
 from node.errors import StoreError, UsageError
 from node.feed import build_feed, format_timestamp, serialize
+from node.identity import Identity
 from node.manifest import build_manifest, content_ref
 from node.rotation import ROTATION_PATH
 from node.signing import sign_document
@@ -30,6 +31,24 @@ if TYPE_CHECKING:
 
 # `node.media` (mutagen and the format checks, about 4 MB resident) is imported where a file is
 # probed or tagged, not with this module: a running node that only serves never needs it.
+
+
+async def init_node(root: Path, name: str, url: str | None = None) -> Identity:
+    """Create a node's data directory and key, then sign its first feed, still empty."""
+    identity = init_data_dir(root, name, url)
+    async with open_node(root) as node:
+        await Publisher(node).publish_feed()
+    return identity
+
+
+def audio_sources(names: list[str]) -> list[Path]:
+    """The files named to `add`, each refused unless it is a regular file."""
+    sources = [Path(name) for name in names]
+    for source in sources:
+        if not source.is_file():
+            reason = "no such file" if not source.exists() else "not a regular file"
+            raise UsageError(f"{source}: {reason}")
+    return sources
 
 
 @dataclass(frozen=True)
@@ -270,7 +289,7 @@ class Publisher:
         self, tx: CatalogWrite, *, pin: list[str], unpin: list[str] | None = None
     ) -> None:
         """With the kubo backend, queue what this transaction publishes for pinning and what it
-        no longer references for unpinning (node/pinning.py does both, durably)."""
+        no longer references for unpinning (node/pinning/ does both, durably)."""
         if self.node.config["ipfs.backend"] == "kubo":
             await tx.queue_pins(pin)
             await tx.queue_unpins(unpin or [])

@@ -9,13 +9,21 @@ verifies it against the did it followed, and from then on expects `next`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from node.errors import IdentityError, VerificationError, excerpt
-from node.feed import format_timestamp, parse_json, parse_timestamp
+from node.feed import (
+    FollowState,
+    claimed_artist,
+    format_timestamp,
+    judge_feed,
+    parse_json,
+    parse_timestamp,
+)
 from node.identity import Identity, public_key_from_did
-from node.signing import sign_document, verify_document
+from node.signing import require_value, sign_document, verify_document
 
 ROTATION_TYPE = "StaveKeyRotation"
 ROTATION_PATH = ".well-known/stave-rotation.json"
@@ -40,8 +48,7 @@ def verify_rotation(body: bytes | Any, followed_did: str) -> str:
     document = parse_json(body, "rotation statement") if isinstance(body, bytes) else body
     if not isinstance(document, dict):
         raise VerificationError("rotation statement is not a JSON object")
-    if document.get("type") != ROTATION_TYPE:
-        raise VerificationError(f"type {excerpt(document.get('type'))} is not {ROTATION_TYPE}")
+    require_value(document.get("type"), ROTATION_TYPE, "type")
     if document.get("artist") != followed_did:
         raise VerificationError(
             f"rotation statement is for {excerpt(document.get('artist'))}, not {followed_did}"
@@ -109,3 +116,34 @@ def verify_rotation_chain(
             f"rotation chain from {followed_did} ends at {current}, not {target_did}"
         )
     return used
+
+
+def verify_rotated(
+    body: bytes,
+    statements: bytes,
+    state: FollowState,
+    *,
+    max_bytes: int,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A feed signed by a key other than the followed one, with the rotation statements that
+    lead to it: the feed and the statements used, if a follower in `state` may accept it; else
+    VerificationError saying why.
+
+    The statements must lead from the followed did to the feed's `artist`, and the feed must
+    then pass `judge_feed` against that did, the accepted sequence carrying across.
+    """
+    target = claimed_artist(body, max_bytes)
+    if target is None or target == state.artist:
+        raise VerificationError("feed names no other artist to rotate to")
+    try:
+        chain = verify_rotation_chain(statements, state.artist, target)
+    except VerificationError as e:
+        raise VerificationError(
+            f"no valid rotation statement leads from {state.artist} to {target}: {e}"
+        ) from e
+    try:
+        feed = judge_feed(body, replace(state, artist=target), max_bytes=max_bytes, now=now)
+    except VerificationError as e:
+        raise VerificationError(f"feed of the rotated key {target}: {e}") from e
+    return feed, chain

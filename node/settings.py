@@ -15,6 +15,8 @@ from typing import Any
 from node.errors import ConfigError
 
 DATA_MINING_VALUES = ("allowed", "notAllowed", "constrained")
+# node.url until the artist sets it; `stave run` serves with its own address then (web/runner.py).
+DEFAULT_NODE_URL = "http://127.0.0.1:8080/"
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "node",
         "url",
-        "http://127.0.0.1:8080/",
+        DEFAULT_NODE_URL,
         "The public base URL listeners reach this node at (ends with /).",
         str,
     ),

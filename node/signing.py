@@ -14,8 +14,9 @@ from typing import Any
 
 import rfc8785
 
+from node.cid import base58_decode, base58_encode
 from node.errors import VerificationError, excerpt
-from node.identity import Identity, b58decode, b58encode, verify_signature
+from node.identity import Identity, verify_signature
 from node.identity import verification_method as method_of
 
 PROOF_TYPE = "DataIntegrityProof"
@@ -138,8 +139,15 @@ def sign_document(
         "proofPurpose": PROOF_PURPOSE,
     }
     signature = identity.sign(hash_data(proof, unsecured))
-    proof["proofValue"] = "z" + b58encode(signature)
+    proof["proofValue"] = "z" + base58_encode(signature)
     return {**unsecured, "proof": proof}
+
+
+def require_value(value: Any, expected: str, what: str) -> None:
+    """Raise VerificationError "`what` `value` is not `expected`" unless `value` is `expected`:
+    how a document's `type` and a proof's fixed members are checked."""
+    if value != expected:
+        raise VerificationError(f"{what} {excerpt(value)} is not {expected}")
 
 
 def verify_document(document: Any, did: str, *, within_simple: bool = False) -> bool:
@@ -157,16 +165,9 @@ def verify_document(document: Any, did: str, *, within_simple: bool = False) -> 
         raise VerificationError("document has no proof")
     if not isinstance(proof, Mapping):
         raise VerificationError("proof is not a JSON object")
-    if proof.get("type") != PROOF_TYPE:
-        raise VerificationError(f"proof type {excerpt(proof.get('type'))} is not {PROOF_TYPE}")
-    if proof.get("cryptosuite") != CRYPTOSUITE:
-        raise VerificationError(
-            f"cryptosuite {excerpt(proof.get('cryptosuite'))} is not {CRYPTOSUITE}"
-        )
-    if proof.get("proofPurpose") != PROOF_PURPOSE:
-        raise VerificationError(
-            f"proof purpose {excerpt(proof.get('proofPurpose'))} is not assertionMethod"
-        )
+    require_value(proof.get("type"), PROOF_TYPE, "proof type")
+    require_value(proof.get("cryptosuite"), CRYPTOSUITE, "cryptosuite")
+    require_value(proof.get("proofPurpose"), PROOF_PURPOSE, "proof purpose")
     if proof.get("verificationMethod") != method_of(did):
         raise VerificationError(
             f"proof is by {excerpt(proof.get('verificationMethod'))}, not {did}"
@@ -177,7 +178,7 @@ def verify_document(document: Any, did: str, *, within_simple: bool = False) -> 
     if len(value) > MAX_PROOF_VALUE:
         raise VerificationError("proofValue is too long for a 64-byte Ed25519 signature")
     try:
-        signature = b58decode(value[1:])
+        signature = base58_decode(value[1:])
     except ValueError as e:
         raise VerificationError(f"proofValue is not base58btc ({e})") from e
     if len(signature) != 64:

@@ -6,7 +6,7 @@ Layout under the store's root directory:
 - `tmp/`: writes in progress, on the same filesystem so that moving one into `files/` is atomic;
 - `index.sqlite`: every block of every file (raw leaves and dag-pb nodes) mapped to where its
   bytes are — a range of a file under `files/`, or the node's encoded bytes — like Kubo's
-  filestore, so a file is never kept twice. This module is the only one that opens it.
+  filestore, so a file is never kept twice. `node/catalog/blocks.py` owns it.
 
 `files/` is the truth; the index is derived from it and rebuilt when rows are missing.
 CIDs are accepted in any form `CID.parse` reads and normalised to CIDv1 base32: a CIDv0 `Qm…`
@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Final, Self
+from typing import BinaryIO, Final, Self
 
+from node.catalog.blocks import BlockIndex
 from node.cid import (
     CHUNK_SIZE,
     CID,
@@ -43,22 +42,6 @@ from node.cid import (
 from node.errors import ContentNotFound, InvalidCID, StoreError, VerificationError
 
 log = logging.getLogger(__name__)
-
-SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS roots (
-    cid TEXT PRIMARY KEY,
-    size INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blocks (
-    cid TEXT NOT NULL,
-    root TEXT NOT NULL,
-    offset INTEGER,
-    length INTEGER,
-    node BLOB,
-    PRIMARY KEY (cid, root)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS blocks_by_root ON blocks (root);
-"""
 
 # Leftovers of a crashed write older than this are removed when a store is opened.
 STALE_TMP_SECONDS: Final = 24 * 3600
@@ -80,26 +63,18 @@ class Store:
         self.root = root
         self._files = root / "files"
         self._tmp = root / "tmp"
-        self._index_path = root / "index.sqlite"
-        self._lock = threading.Lock()
         self._repair_checked = False
         try:
             self._files.mkdir(parents=True, exist_ok=True)
             self._tmp.mkdir(exist_ok=True)
-            self._db = sqlite3.connect(
-                self._index_path, isolation_level=None, check_same_thread=False, timeout=10
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as e:
+        except OSError as e:
             raise StoreError(f"{root}: cannot open the content store: {e}") from e
+        self._blocks = BlockIndex(root / "index.sqlite")
         self._remove_stale_tmp()
 
     def close(self) -> None:
         """Close the block index; the store must not be used afterwards."""
-        with self._lock:
-            self._db.close()
+        self._blocks.close()
 
     def __enter__(self) -> Self:
         return self
@@ -164,7 +139,7 @@ class Store:
         else:
             os.replace(tmp, target)
             _fsync_dir(self._files)
-        self._index(result)
+        self._blocks.add(result)
         return StoredContent(cid, result.size, target)
 
     # --- reading ----------------------------------------------------------------------------
@@ -205,12 +180,7 @@ class Store:
         """Remove a stored file and its blocks from the index; nothing happens if it is absent."""
         name = str(_parse(cid))
         (self._files / name).unlink(missing_ok=True)
-        self._write_index(
-            [
-                ("DELETE FROM blocks WHERE root = ?", [(name,)]),
-                ("DELETE FROM roots WHERE cid = ?", [(name,)]),
-            ]
-        )
+        self._blocks.remove(name)
 
     def block(self, cid: str) -> bytes:
         """One block of any stored file's DAG, or an identity CID's inline bytes.
@@ -242,9 +212,8 @@ class Store:
 
     def _locate(self, cid: CID) -> bytes | None:
         name = str(cid)
-        rows = self._query("SELECT root, offset, length, node FROM blocks WHERE cid = ?", (name,))
         corrupt = []
-        for root, offset, length, node in rows:
+        for root, offset, length, node in self._blocks.locations(name):
             if node is not None:
                 data = bytes(node)
             else:
@@ -317,14 +286,9 @@ class Store:
         """
         self._repair_checked = True
         on_disk = set(self.roots())
-        indexed = {row[0] for row in self._query("SELECT cid FROM roots", ())}
+        indexed = self._blocks.roots()
         for gone in indexed - on_disk:
-            self._write_index(
-                [
-                    ("DELETE FROM blocks WHERE root = ?", [(gone,)]),
-                    ("DELETE FROM roots WHERE cid = ?", [(gone,)]),
-                ]
-            )
+            self._blocks.remove(gone)
         count = 0
         for name in sorted(on_disk - indexed):
             if self._index_file(name):
@@ -333,7 +297,7 @@ class Store:
 
     def reindex(self) -> int:
         """Rebuild the whole block index from the files; returns how many files were indexed."""
-        self._write_index([("DELETE FROM blocks", [()]), ("DELETE FROM roots", [()])])
+        self._blocks.clear()
         return self.repair()
 
     def _index_file(self, name: str) -> bool:
@@ -346,44 +310,8 @@ class Store:
         if result.root != expected:
             log.warning("content store: files/%s is corrupt: its bytes are %s", name, result.root)
             return False
-        self._index(result)
+        self._blocks.add(result)
         return True
-
-    def _index(self, result: ImportResult) -> None:
-        root = str(result.root)
-        leaves = ((str(leaf.cid), root, leaf.offset, leaf.length) for leaf in result.leaves)
-        nodes = ((str(node.cid), root, node.block) for node in result.nodes)
-        self._write_index(
-            [
-                (
-                    "INSERT OR IGNORE INTO blocks (cid, root, offset, length) VALUES (?, ?, ?, ?)",
-                    leaves,
-                ),
-                ("INSERT OR IGNORE INTO blocks (cid, root, node) VALUES (?, ?, ?)", nodes),
-                ("INSERT OR REPLACE INTO roots (cid, size) VALUES (?, ?)", [(root, result.size)]),
-            ]
-        )
-
-    def _write_index(self, statements: list[tuple[str, Iterable[tuple[object, ...]]]]) -> None:
-        try:
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, rows in statements:
-                        self._db.executemany(sql, rows)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as e:
-            raise StoreError(f"{self._index_path}: cannot update the block index: {e}") from e
-
-    def _query(self, sql: str, params: tuple[object, ...]) -> list[Any]:
-        try:
-            with self._lock:
-                return self._db.execute(sql, params).fetchall()
-        except sqlite3.Error as e:
-            raise StoreError(f"{self._index_path}: cannot read the block index: {e}") from e
 
     def _file(self, cid: CID) -> Path:
         return self._files / str(cid)

@@ -15,7 +15,7 @@ from node import media
 from node.catalog import Catalog
 from node.cid import CID, UnixFSImporter, import_path
 from node.errors import InvalidCID, KuboError, StaveError, VerificationError
-from node.feed import FollowState, parse_json, verify_feed
+from node.feed import FollowState, judge_feed, parse_json
 from node.ipns import did_from_ipns_name
 from node.kubo import KuboClient
 from node.manifest import verify_manifest
@@ -26,19 +26,25 @@ MAX_FEED_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """What `stave verify` found about one file."""
+class _Verdict:
+    """Whether what `stave verify` checked is what its artist signed, and why."""
 
     valid: bool
     reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Verdict(_Verdict):
+    """What `stave verify` found about one file."""
+
     cid: str
     track_id: str | None = None
     artist: str | None = None
     revision: int | None = None
     source: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 async def verify_file(path: Path, catalog: Catalog | None, *, use_feed: bool = True) -> Verdict:
@@ -121,7 +127,7 @@ async def _fetch_feed(url: str, artist: str) -> dict[str, Any]:
                 f" {statements_url} leads there ({e})"
             ) from e
         artist = signer
-    return verify_feed(body, FollowState(artist=artist), max_bytes=MAX_FEED_BYTES)
+    return judge_feed(body, FollowState(artist=artist), max_bytes=MAX_FEED_BYTES)
 
 
 async def _fetch(url: str, max_bytes: int, what: str) -> bytes:
@@ -148,20 +154,15 @@ async def _fetch(url: str, max_bytes: int, what: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class FeedVerdict:
+class FeedVerdict(_Verdict):
     """What `stave verify ipns://NAME` found: the feed the name points at, and whether the
     artist whose key the name is signed it."""
 
-    valid: bool
-    reason: str
     name: str
     cid: str | None = None
     artist: str | None = None
     sequence: int | None = None
     tracks: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 async def verify_ipns(
@@ -211,7 +212,7 @@ async def verify_ipns(
         artist = document.get("artist") if isinstance(document, dict) else None
         if not isinstance(artist, str):
             raise VerificationError("the feed names no artist")
-        feed = verify_feed(bytes(body), FollowState(artist=artist), max_bytes=max_bytes)
+        feed = judge_feed(bytes(body), FollowState(artist=artist), max_bytes=max_bytes)
     except VerificationError as e:
         return verdict(False, f"the feed {cid} does not verify: {e}")
     if artist != named_artist:

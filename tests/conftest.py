@@ -1,27 +1,17 @@
-"""Shared test fixtures: where `../shared` is, and real data directories."""
+"""Shared test fixtures: where `../shared` is, real data directories, and a Kubo daemon. What
+they are built from lives in tests/support/."""
 
 from __future__ import annotations
 
-import os
+import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STAVE_SHARED", PROJECT_ROOT.parent / "shared"))
-FIXTURES = SHARED / "fixtures" / "audio"
-AUDIO_FIXTURES = sorted(p for p in FIXTURES.iterdir() if p.is_file())
-BAD_FIXTURES = sorted((FIXTURES / "bad").iterdir())
-
-
-def require_tool(name: str, path: str | None) -> str:
-    """The tool's path, or a skip — a failure when CI=true, where every tool must be there."""
-    if path:
-        return path
-    message = f"{name} is not installed; the README test command installs it"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+from tests.support.kubo import KuboDaemon, kubo_binary
+from tests.support.node import WEB_ARTIST, WEB_URL, private_copy
+from tests.support.shared import AUDIO_FIXTURES, SHARED
 
 
 @pytest.fixture
@@ -30,18 +20,6 @@ def shared() -> Path:
 
 
 # --- web: an initialised node directory and the app over it (test_web_pages, test_web_api) ---
-
-WEB_ARTIST = "Ada Example"
-WEB_URL = "http://127.0.0.1:8080/"
-
-
-def write_node_config(root: Path, **settings: object) -> None:
-    """Rewrite a data directory's config.toml with `section__key=value` settings."""
-    from node.settings import render_config
-
-    values: dict[str, object] = {"node.name": WEB_ARTIST, "node.url": WEB_URL}
-    values.update({name.replace("__", "."): value for name, value in settings.items()})
-    (root / "config.toml").write_text(render_config(values), encoding="utf-8")
 
 
 @pytest.fixture
@@ -63,8 +41,6 @@ async def web_data_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def published_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Built once per session: a node with every audio fixture published in one feed."""
-    import asyncio
-
     from node.datadir import init_data_dir, open_node
     from node.publish import Publisher
 
@@ -83,8 +59,17 @@ def published_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def published_data_dir(published_template: Path, tmp_path: Path) -> Path:
     """A private copy of the published node, free to change."""
-    import shutil
+    return private_copy(published_template, tmp_path / "published")
 
-    root = tmp_path / "published"
-    shutil.copytree(published_template, root)
-    return root
+
+# --- Kubo (test_kubo, test_pinning) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kubo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboDaemon]:
+    """The daemon most tests of a module share: offline, so IPNS names resolve from its own
+    datastore."""
+    daemon = KuboDaemon(kubo_binary(), tmp_path_factory.mktemp("kubo"), offline=True)
+    daemon.start()
+    yield daemon
+    daemon.stop()

@@ -21,7 +21,8 @@ from node.publish import TrackChoices
 from node.web.sessions import Sessions
 from node.web.state import NODE, PUBLISHER
 from node.web.templates import static_dir
-from tests.conftest import BAD_FIXTURES, FIXTURES, write_node_config
+from tests.support.node import write_node_config
+from tests.support.shared import BAD_FIXTURES, FIXTURES
 from tests.test_web_pages import HTML, make_app
 from tests.test_web_pages import Page as PublicPage
 

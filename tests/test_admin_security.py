@@ -21,8 +21,9 @@ from node.errors import UsageError
 from node.web.app import create_app
 from node.web.limits import LIMITS
 from node.web.state import NODE
-from tests.conftest import FIXTURES, write_node_config
-from tests.federation_support import RunningNode, fake_node
+from tests.support.federation import RunningNode, fake_node
+from tests.support.node import write_node_config
+from tests.support.shared import FIXTURES
 from tests.test_admin_pages import HTML, Client, ClientFactory, client_of, log_in, login_form
 from tests.test_cli import ok, stave
 

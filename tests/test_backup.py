@@ -17,14 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubo_daemon import kubo_binary
 
-from conftest import FIXTURES, PROJECT_ROOT
 from node.cid import import_path
 from node.cli import build_parser
 from node.feed import FollowState, verify_feed
 from node.store import Store
-from tests.stave_cli import ok, refused, stave
+from tests.support.cli import ok, refused, stave
+from tests.support.kubo import kubo_binary
+from tests.support.node import private_copy
+from tests.support.paths import PROJECT_ROOT
+from tests.support.shared import FIXTURES
 
 PASSPHRASE = "correct horse battery staple"
 MULTI_BLOCK_BYTES = 2 * 1024 * 1024 + 12345  # three raw leaves under a dag-pb root
@@ -84,9 +86,7 @@ def artist_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def artist_node(artist_template: Path, tmp_path: Path) -> Path:
     """A private copy of the artist's node."""
-    root = tmp_path / "artist"
-    shutil.copytree(artist_template, root)
-    return root
+    return private_copy(artist_template, tmp_path / "artist")
 
 
 def test_export_and_import_restore_the_node_and_the_feed_continues(

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from node.datadir import DataDir
 from node.publish import TrackChoices
-from tests.browser_support import (
+from tests.support.browser import (
     CHROMIUM_FLAGS,
     DESKTOP,
     PHONE,
@@ -26,8 +26,9 @@ from tests.browser_support import (
     playwright_module,
     screenshot_path,
 )
-from tests.conftest import FIXTURES
-from tests.federation_support import RunningNode, eventually, loopback_socket
+from tests.support.federation import RunningNode, eventually
+from tests.support.net import loopback_socket
+from tests.support.shared import FIXTURES
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from node.datadir import open_node
 from node.identity import Identity
 from node.signing import sign_document
-from tests.conftest import PROJECT_ROOT, require_tool
+from tests.support.paths import PROJECT_ROOT, require_tool
 
 JS_TESTS = PROJECT_ROOT / "tests" / "js"
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from conftest import FIXTURES
 from node.cid import CID, base58_encode
 from node.datadir import init_data_dir, open_node
 from node.feed import serialize
@@ -24,7 +23,9 @@ from node.identity import Identity
 from node.publish import Publisher
 from node.signing import sign_document
 from node.store import Store
-from tests.stave_cli import stave
+from tests.support.cli import stave
+from tests.support.node import private_copy
+from tests.support.shared import FIXTURES
 
 
 def check(data_dir: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -58,9 +59,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def node_dir(template: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "node"
-    shutil.copytree(template, root)
-    return root
+    return private_copy(template, tmp_path / "node")
 
 
 def catalog(root: Path) -> sqlite3.Connection:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,8 @@ from node.cid import (
     unixfs_file_data,
 )
 from node.errors import InvalidCID, VerificationError
+from tests.support.shared import SHARED
 
-SHARED = Path(os.environ.get("STAVE_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 VECTORS: list[dict[str, Any]] = json.loads((SHARED / "vectors" / "unixfs-cids.json").read_text())[
     "vectors"
 ]
@@ -170,7 +169,7 @@ def test_chunk_boundaries_do_not_change_the_cid(profile: ImportProfile, piece: s
 
 def test_two_level_tree_shape_with_small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """1025 leaves make a root over a full node and a node holding the last leaf (balanced)."""
-    monkeypatch.setattr("node.cid.CHUNK_SIZE", 4)
+    monkeypatch.setattr("node.cid.unixfs.CHUNK_SIZE", 4)
     importer = UnixFSImporter()
     importer.update(bytes(4 * 1025))
     result = importer.finish()

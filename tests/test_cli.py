@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from conftest import AUDIO_FIXTURES, BAD_FIXTURES, FIXTURES
 from node import media
 from node.cid import import_path
 from node.feed import FollowState, verify_feed
 from node.manifest import verify_manifest
-from tests.stave_cli import ok, stave
-from tests.stave_cli import refused as one_line_error
+from tests.support.cli import ok, stave
+from tests.support.cli import refused as one_line_error
+from tests.support.shared import AUDIO_FIXTURES, BAD_FIXTURES, FIXTURES
 
 FORMATS = {p.suffix.lstrip("."): p for p in AUDIO_FIXTURES}
 WITH_COVER = {"mp3", "flac", "m4a"}

@@ -28,19 +28,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from faults import (
-    KillTrial,
-    kill_trials,
-    stave_command,
-    time_phases,
-    write_wav,
-)
 
-from conftest import FIXTURES
 from node.check import CheckReport, check_node
 from node.datadir import init_data_dir, open_node
 from node.publish import Publisher
-from tests.stave_cli import stave
+from tests.support.audio import write_wav
+from tests.support.cli import stave, stave_command
+from tests.support.faults import KillTrial, kill_trials, time_phases
+from tests.support.shared import FIXTURES
 
 TRIALS = 30
 SEED = 7

@@ -32,29 +32,22 @@ import random
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from faults import (
-    KillTrial,
-    Upload,
-    free_port,
-    kill_trials,
-    served,
-    stave_command,
-    stratified,
-    time_phases,
-    upload,
-    write_wav,
-)
 
-from conftest import FIXTURES
 from node.check import CheckReport, Finding, check_node
 from node.datadir import DataDir, open_node
 from node.publish import Publisher
-from tests.federation_support import make_node_dir
-from tests.stave_cli import stave
+from tests.support.audio import write_wav
+from tests.support.cli import stave, stave_command
+from tests.support.faults import KillTrial, Upload, kill_trials, stratified, time_phases, upload
+from tests.support.federation import make_node_dir
+from tests.support.net import free_port
+from tests.support.node import served
+from tests.support.shared import FIXTURES
 
 SEED = 11
 UPLOAD_TRIALS = 10
@@ -290,6 +283,22 @@ class Follower:
         self.stored: set[str] = set()  # of those, the ones in the store
 
 
+@contextmanager
+def followed_artist(tmp_path: Path, tracks: int, *options: str) -> Iterator[tuple[Artist, Path]]:
+    """Ada's node served by `stave run` with `tracks` tracks of 200 kB published, and Ben's node
+    (not served) following it, `stave follow` given `options`: the artist and Ben's node."""
+    port = free_port()
+    a = asyncio.run(make_node_dir(tmp_path / "a", port, "Ada Example"))
+    b = asyncio.run(make_node_dir(tmp_path / "b", free_port(), "Ben Example"))
+    with served(a, port, tmp_path / "a.log") as url:
+        artist = Artist(url, a, tmp_path / "a.log", tmp_path)
+        for _ in range(tracks):
+            artist.publish(200_000)
+        follow = stave(b, "follow", *options, url)
+        assert follow.returncode == 0, follow.stderr
+        yield artist, b
+
+
 async def follower_of(root: Path) -> Follower:
     """The follower's check, and its accepted feed, asserting it is one whole feed: the catalog's
     follow row, the stored feed bytes and the followed tracks all say the same."""
@@ -313,15 +322,7 @@ async def follower_of(root: Path) -> Follower:
 def test_stave_sync_killed_at_random_moments_keeps_a_whole_feed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    port = free_port()
-    a = asyncio.run(make_node_dir(tmp_path / "a", port, "Ada Example"))
-    b = asyncio.run(make_node_dir(tmp_path / "b", free_port(), "Ben Example"))
-    with served(a, port, tmp_path / "a.log") as url:
-        artist = Artist(url, a, tmp_path / "a.log", tmp_path)
-        for _ in range(3):
-            artist.publish(200_000)
-        follow = stave(b, "follow", url)
-        assert follow.returncode == 0, follow.stderr
+    with followed_artist(tmp_path, 3) as (artist, b):
 
         def feed_fetched() -> Callable[[], bool]:
             before = artist.feed_requests()
@@ -416,17 +417,9 @@ def _sync_completes(root: Path, artist: Artist) -> Follower:
 def test_stave_sync_killed_while_mirroring_loses_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    port = free_port()
-    a = asyncio.run(make_node_dir(tmp_path / "a", port, "Ada Example"))
-    b = asyncio.run(make_node_dir(tmp_path / "b", free_port(), "Ben Example"))
-    tmp = b / "store" / "tmp"
     size = 20_000_000
-    with served(a, port, tmp_path / "a.log") as url:
-        artist = Artist(url, a, tmp_path / "a.log", tmp_path)
-        artist.publish(200_000)
-        artist.publish(200_000)
-        follow = stave(b, "follow", "--mirror", url)
-        assert follow.returncode == 0, follow.stderr
+    with followed_artist(tmp_path, 2, "--mirror") as (artist, b):
+        tmp = b / "store" / "tmp"
 
         def download_begun() -> Callable[[], bool]:
             before = set(tmp.iterdir())

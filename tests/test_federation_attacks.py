@@ -14,17 +14,16 @@ from pathlib import Path
 import pytest
 
 from node.catalog import FollowRecord
-from node.datadir import open_node
-from node.federation.context import Federation
-from node.federation.follows import FollowService, follow_json
-from node.federation.http import Limits, OutboundClient
+from node.federation.follows import FollowService
+from node.federation.http import Limits
+from node.federation.outcomes import follow_json
 from node.identity import Identity
-from tests.federation_support import (
+from tests.support.federation import (
     FakeNode,
     dump_follow_tables,
     fake_feed,
     fake_node,
-    make_node_dir,
+    follow_service,
     signed_feed,
     signed_track,
     status_row,
@@ -44,15 +43,10 @@ async def attacker() -> AsyncIterator[FakeNode]:
 
 @pytest.fixture
 async def follows(tmp_path: Path) -> AsyncIterator[FollowService]:
-    root = await make_node_dir(
-        tmp_path / "follower", 9, "Follower", federation__max_feed_bytes=MAX_FEED_BYTES
-    )
-    async with (
-        open_node(root) as node,
-        OutboundClient(allow_private=True, limits=LIMITS) as client,
-    ):
-        yield FollowService(Federation(node, node.catalog, client))
-        node.store.close()
+    async with follow_service(
+        tmp_path, limits=LIMITS, federation__max_feed_bytes=MAX_FEED_BYTES
+    ) as service:
+        yield service
 
 
 def store_files(service: FollowService) -> list[str]:

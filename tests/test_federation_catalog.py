@@ -7,53 +7,24 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from node.catalog import FeedReplacement, open_catalog
-from node.datadir import open_node
-from node.federation.context import Federation, now_text
-from node.federation.follows import FeedWriter, FollowService, cid_of_bytes
-from node.federation.http import OutboundClient
-from node.feed import parse_json
-from node.identity import Identity
-from tests.federation_support import (
+from node.catalog import open_catalog
+from node.federation.context import Federation
+from node.federation.follows import FollowService
+from node.federation.writer import FeedWriter
+from tests.support.federation import (
     FakeNode,
+    add_follow,
+    count_transactions,
     dump_follow_tables,
     fake_feed,
     fake_node,
-    make_node_dir,
+    followed_fakes,
+    follower_federation,
+    replacement,
 )
-
-
-def replacement(artist: str, body: bytes, replacing: tuple[int, str] | None) -> FeedReplacement:
-    feed = parse_json(body)
-    return FeedReplacement(
-        artist=artist,
-        replacing=replacing,
-        sequence=feed["sequence"],
-        body=body,
-        cid=cid_of_bytes(body),
-        etag=None,
-        updated=feed["updated"],
-        expires=feed["expires"],
-        accepted_at=now_text(),
-        name=feed["name"],
-        tracks=feed["tracks"],
-    )
-
-
-async def add_follow(tx: object, artist: str) -> None:
-    await tx.add_follow(  # type: ignore[attr-defined]
-        artist=artist,
-        name="Someone",
-        url="http://127.0.0.1:9/",
-        feed_url="http://127.0.0.1:9/feed.json",
-        hub_url=None,
-        mirror=False,
-        followed_at=now_text(),
-    )
 
 
 async def test_only_replacements_of_what_is_stored_are_made(tmp_path: Path) -> None:
@@ -90,17 +61,13 @@ async def two_processes(
 ) -> AsyncIterator[tuple[FakeNode, FollowService, FollowService]]:
     """Two follow services over one data directory, each with its own catalog connection, as
     `stave run` and a `stave sync` in another process have."""
-    root = await make_node_dir(tmp_path / "follower", 9, "Follower")
     async with (
         fake_node() as fake,
-        open_node(root) as node,
-        open_catalog(node.data.catalog_path) as other_catalog,
-        OutboundClient(allow_private=True) as client,
+        follower_federation(tmp_path) as federation,
+        open_catalog(federation.node.data.catalog_path) as other_catalog,
     ):
-        first = FollowService(Federation(node, node.catalog, client))
-        second = FollowService(Federation(node, other_catalog, client))
-        yield fake, first, second
-        node.store.close()
+        second = Federation(federation.node, other_catalog, federation.client)
+        yield fake, FollowService(federation), FollowService(second)
 
 
 async def test_a_sync_that_raced_another_verifies_again(
@@ -137,22 +104,10 @@ async def test_a_sync_that_raced_another_verifies_again(
 
 
 async def test_feeds_accepted_together_share_transactions(tmp_path: Path) -> None:
-    root = await make_node_dir(tmp_path / "follower", 9, "Follower")
-    async with open_node(root) as node, OutboundClient(allow_private=True) as client:
-        federation = Federation(node, node.catalog, client)
-        # Artists whose feeds are made here (nothing is fetched).
-        fakes = [FakeNode(Identity.generate(), url="http://127.0.0.1:9/") for _ in range(12)]
-        async with federation.transaction() as tx:
-            for fake in fakes:
-                await add_follow(tx, fake.artist.did)
-        transactions = []
-        real = federation.transaction
-
-        def counted() -> Any:
-            transactions.append(1)
-            return real()
-
-        federation.transaction = counted  # type: ignore[method-assign]
+    async with follower_federation(tmp_path) as federation:
+        node = federation.node
+        fakes = await followed_fakes(federation, 12)
+        transactions = count_transactions(federation)
         writer = FeedWriter(federation)
         unfollowed = replacement("did:key:z6MkNobody", fake_feed(fakes[0], 1, "X"), None)
         stored = await asyncio.gather(
@@ -166,4 +121,3 @@ async def test_feeds_accepted_together_share_transactions(tmp_path: Path) -> Non
         # The first feed went alone; the twelve that came while it was written, together.
         assert len(transactions) == 2
         assert len(await node.catalog.followed_tracks()) == 12
-        node.store.close()

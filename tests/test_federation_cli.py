@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from node.cli import main
-from tests.federation_support import fake_feed, fake_node, make_node_dir, render_config_for
+from tests.support.federation import fake_feed, fake_node, make_node_dir, render_config_for
 
 
 async def stave(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> tuple[int, str, str]:
@@ -116,7 +116,7 @@ async def test_sync_says_when_an_artist_rotated_their_key(
 ) -> None:
     from node.identity import Identity
     from node.rotation import build_rotation
-    from tests.federation_support import signed_feed, signed_track
+    from tests.support.federation import signed_feed, signed_track
 
     root = await make_node_dir(tmp_path / "follower", 9, "Follower")
     async with fake_node() as fake:

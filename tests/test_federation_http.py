@@ -24,6 +24,7 @@ from node.federation.http import (
     RefusedDestination,
     address_refusal,
 )
+from tests.support.net import loopback_socket, serving
 
 FAST = Limits(connect_seconds=2, read_seconds=2, total_seconds=2, max_redirects=3, per_host=2)
 
@@ -141,7 +142,6 @@ class Server:
         self.requests: list[str] = []
         self.in_flight = 0
         self.most_in_flight = 0
-        self.runner = web.AppRunner(app)
         self.port = 0
 
     @property
@@ -210,14 +210,10 @@ async def server() -> AsyncIterator[Server]:
     app.router.add_get("/big-chunked", big_chunked)
     app.router.add_get("/drip", drip)
     app.router.add_get("/slow", slow)
-    await srv.runner.setup()
-    site = web.TCPSite(srv.runner, "127.0.0.1", 0)
-    await site.start()
-    srv.port = srv.runner.addresses[0][1]
-    try:
+    sock = loopback_socket()
+    srv.port = sock.getsockname()[1]
+    async with serving(app, sock):
         yield srv
-    finally:
-        await srv.runner.cleanup()
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,7 @@ the content from the mirror it learned about.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,8 +18,10 @@ import pytest
 from node.cid import CID, UnixFSImporter
 from node.feed import FollowState, verify_feed
 from node.web.state import METRICS
-from tests.conftest import FIXTURES, PROJECT_ROOT
-from tests.federation_support import RunningNode, eventually, silent_wav
+from tests.support.audio import silent_wav
+from tests.support.cli import stave_async as stave
+from tests.support.federation import RunningNode, eventually
+from tests.support.shared import FIXTURES
 
 
 @pytest.fixture
@@ -34,24 +34,6 @@ async def nodes(tmp_path: Path) -> AsyncIterator[tuple[RunningNode, RunningNode,
     finally:
         for running in (listener, mirror, artist):
             await running.stop()
-
-
-async def stave(data_dir: Path, *args: str) -> tuple[int, str, str]:
-    """Run the real `stave` command in a subprocess."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "node",
-        "--data-dir",
-        str(data_dir),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=PROJECT_ROOT,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 def cid_of(data: bytes) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from node.federation.runtime import backoff_delay, poll_delay
-from tests.federation_support import RunningNode, eventually, fake_feed, fake_node
+from tests.support.federation import RunningNode, eventually, fake_feed, fake_node
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:

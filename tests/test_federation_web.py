@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from node.datadir import DataDir
-from tests.conftest import FIXTURES
-from tests.federation_support import RunningNode
+from tests.support.federation import RunningNode
+from tests.support.shared import FIXTURES
 
 
 @pytest.fixture

@@ -22,17 +22,18 @@ from node.federation.context import Federation
 from node.federation.http import OutboundClient
 from node.federation.hub import Hub, SubscriptionRequest, sign_delivery
 from node.federation.subscriber import Subscriber, signature_matches
-from tests.conftest import FIXTURES
-from tests.federation_support import (
+from tests.support.federation import (
     FakeNode,
     RunningNode,
     dump_follow_tables,
     eventually,
     fake_feed,
     fake_node,
-    loopback_socket,
+    follower_federation,
     make_node_dir,
 )
+from tests.support.net import loopback_socket, serving
+from tests.support.shared import FIXTURES
 
 
 @dataclass
@@ -67,13 +68,8 @@ async def callback() -> AsyncIterator[Callback]:
     app = web.Application()
     app.router.add_get("/callback", verify)
     app.router.add_post("/callback", deliver)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    try:
+    async with serving(app, sock):
         yield endpoint
-    finally:
-        await runner.cleanup()
 
 
 def test_signatures() -> None:
@@ -366,14 +362,9 @@ async def run_subscriber_checks(
 
 
 async def test_subscriptions_are_renewed_before_they_lapse(tmp_path: Path) -> None:
-    root = await make_node_dir(tmp_path / "follower", 9, "Follower")
-    async with (
-        fake_node() as fake,
-        open_node(root) as node,
-        OutboundClient(allow_private=True) as client,
-    ):
+    async with fake_node() as fake, follower_federation(tmp_path) as federation:
+        node = federation.node
         fake.feed = fake_feed(fake, 1, "First")
-        federation = Federation(node, node.catalog, client)
         subscriber = Subscriber(federation, lease_seconds=1000)
         from node.federation.follows import FollowService
 
@@ -400,4 +391,3 @@ async def test_subscriptions_are_renewed_before_they_lapse(tmp_path: Path) -> No
             (pending.callback_id, pending.secret)
         ]
         assert len(fake.hub_requests) == 2
-        node.store.close()

@@ -6,36 +6,26 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
-from node.datadir import open_node
-from node.federation.context import Federation
-from node.federation.follows import FeedWriter
-from node.federation.http import OutboundClient
-from node.identity import Identity
-from tests.federation_support import FakeNode, fake_feed, make_node_dir
-from tests.test_federation_catalog import add_follow, replacement
+from node.federation.writer import FeedWriter
+from tests.support.federation import (
+    FakeNode,
+    count_transactions,
+    fake_feed,
+    followed_fakes,
+    follower_federation,
+    replacement,
+)
 
 GAP = 0.02  # seconds between verified feeds: far longer than writing one
 
 
 async def _accept_spaced(tmp_path: Path, more_coming: bool) -> tuple[list[bool], int, float]:
     """Five feeds accepted GAP apart: what was stored, in how many transactions, how long."""
-    root = await make_node_dir(tmp_path / "follower", 9, "Follower")
-    async with open_node(root) as node, OutboundClient(allow_private=True) as client:
-        federation = Federation(node, node.catalog, client)
-        fakes = [FakeNode(Identity.generate(), url="http://127.0.0.1:9/") for _ in range(5)]
-        async with federation.transaction() as tx:
-            for fake in fakes:
-                await add_follow(tx, fake.artist.did)
-        transactions = []
-        real = federation.transaction
-
-        def counted() -> Any:
-            transactions.append(1)
-            return real()
-
-        federation.transaction = counted  # type: ignore[method-assign]
+    async with follower_federation(tmp_path) as federation:
+        node = federation.node
+        fakes = await followed_fakes(federation, 5)
+        transactions = count_transactions(federation)
         writer = FeedWriter(federation, more_coming=lambda: more_coming)
         writer.LINGER = 2.0  # longer than all five take to come, so that timing cannot matter
 
@@ -49,7 +39,6 @@ async def _accept_spaced(tmp_path: Path, more_coming: bool) -> tuple[list[bool],
         stored = await asyncio.gather(*(one(i, f) for i, f in enumerate(fakes)))
         elapsed = time.perf_counter() - started
         assert len(await node.catalog.followed_tracks()) == 5
-        node.store.close()
     return stored, len(transactions), elapsed
 
 

@@ -27,7 +27,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import PROJECT_ROOT
 from fuzz import documents
 from fuzz.targets import (
     ContractBroken,
@@ -48,6 +47,7 @@ from node.identity import Identity
 from node.manifest import verify_manifest
 from node.rotation import MAX_CHAIN, ROTATION_TYPE, verify_rotation, verify_rotation_chain
 from node.signing import MAX_SAFE_INTEGER, canonicalize, sign_document
+from tests.support.paths import PROJECT_ROOT
 
 EXAMPLES = 200
 TIME_BOUND = 5.0

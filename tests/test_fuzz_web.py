@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from node.datadir import DataDir
 from node.web.app import create_app
-from tests.conftest import FIXTURES
+from tests.support.shared import FIXTURES
 
 UPLOAD_EXAMPLES = 150
 WEBSUB_EXAMPLES = 300

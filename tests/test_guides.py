@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT_ROOT
 from node.cli import build_parser
 from node.settings import SETTINGS
+from tests.support.paths import PROJECT_ROOT
 
 DOCS = PROJECT_ROOT / "docs"
 GUIDES = ["raspberry-pi.md", "vps.md", "upgrading.md", "backup.md"]

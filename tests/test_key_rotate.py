@@ -16,9 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from faults import KillTrial, kill_trials, stave_command
 
-from conftest import FIXTURES
 from node.datadir import DataDir, open_node
 from node.errors import IdentityError, StoreError
 from node.feed import FollowState, parse_json, verify_feed
@@ -29,7 +27,9 @@ from node.rotation import ROTATION_PATH, verify_rotation
 from node.signing import verify_document
 from node.store import Store
 from node.web import create_app
-from tests.stave_cli import ok, refused, stave
+from tests.support.cli import ok, refused, stave, stave_command
+from tests.support.faults import KillTrial, kill_trials
+from tests.support.shared import FIXTURES
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES
 from node.datadir import init_data_dir
 from node.errors import IdentityError
 from node.identity import load_key_file
-from tests.stave_cli import stave as run_stave
+from tests.support.cli import stave as run_stave
+from tests.support.shared import FIXTURES
 
 PASSPHRASE = "correct-horse-7f3a9c"
 WRONG_PASSPHRASE = "battery-staple-e81b20"

@@ -17,32 +17,22 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-from kubo_daemon import KUBO_VERSION, KuboDaemon, kubo_binary
 
 from node.errors import KuboError
 from node.kubo import KuboClient, ipns_name
+from tests.support.kubo import KUBO_VERSION, KuboDaemon, kubo_binary
+from tests.support.shared import AUDIO_FIXTURES, SHARED
 
 pytestmark = pytest.mark.kubo
 
 MIB = 1024 * 1024
-SHARED = Path(os.environ.get("STAVE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 VECTORS: list[dict[str, Any]] = json.loads((SHARED / "vectors" / "unixfs-cids.json").read_text())[
     "vectors"
 ]
-AUDIO_FIXTURES = sorted(p for p in (SHARED / "fixtures" / "audio").iterdir() if p.is_file())
 HELLO_WORLD_CID = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
 
 
 # --- daemons and clients -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def kubo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboDaemon]:
-    """The daemon most tests share: offline, so IPNS names resolve from its own datastore."""
-    daemon = KuboDaemon(kubo_binary(), tmp_path_factory.mktemp("kubo"), offline=True)
-    daemon.start()
-    yield daemon
-    daemon.stop()
 
 
 @pytest.fixture(scope="module")
@@ -277,11 +267,7 @@ async def test_a_stream_that_fails_part_way_raises_kubos_trailer(
 
 async def test_authorization_is_sent(tmp_path_factory: pytest.TempPathFactory) -> None:
     daemon = KuboDaemon(kubo_binary(), tmp_path_factory.mktemp("kubo-locked"))
-    daemon.init()
-    daemon.config(
-        "API.Authorizations",
-        {"stave": {"AuthSecret": "bearer:s3cret", "AllowedPaths": ["/api/v0"]}},
-    )
+    daemon.require_authorization("s3cret")
     daemon.start()
     try:
         async with KuboClient(daemon.api) as anonymous:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from node.cid import import_path
+from tests.support.audio import write_big_wav
+from tests.support.cli import clean_environment, stave_command
 
 GIB = 1024**3
 RSS_LIMIT_BYTES = 100 * 1024 * 1024
@@ -27,26 +27,11 @@ raise SystemExit(result.returncode)
 """
 
 
-def write_big_wav(path: Path, data_bytes: int) -> None:
-    """A valid 16-bit stereo 44.1 kHz WAV with `data_bytes` of a repeating waveform, streamed."""
-    header = b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
-    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 2, 44100, 176400, 4, 16)
-    header += b"data" + struct.pack("<I", data_bytes)
-    block = bytes(range(256)) * 4096  # 1 MiB
-    with path.open("wb") as out:
-        out.write(header)
-        remaining = data_bytes
-        while remaining:
-            piece = block[: min(len(block), remaining)]
-            out.write(piece)
-            remaining -= len(piece)
-
-
 @pytest.mark.slow
 def test_ingest_1gib_under_100mb(tmp_path: Path) -> None:
     data_dir = tmp_path / "node"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STAVE_")}
-    base = [sys.executable, "-m", "node", "--data-dir", str(data_dir)]
+    env = clean_environment()
+    base = stave_command(data_dir)
     subprocess.run([*base, "init", "--name", "Big"], check=True, env=env, capture_output=True)
     source = tmp_path / "long-take.wav"
     write_big_wav(source, GIB - 44)

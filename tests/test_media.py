@@ -33,8 +33,8 @@ from node.media import (
     write_terms,
     xmp_packet,
 )
+from tests.support.shared import FIXTURES as AUDIO
 
-AUDIO = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audio"
 BAD = AUDIO / "bad"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ID3_FORMATS = ("mp3", "wav", "aiff")

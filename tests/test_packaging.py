@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import FIXTURES, PROJECT_ROOT
 from node.feed import FollowState, verify_feed
 from node.settings import Config
+from tests.support.paths import PROJECT_ROOT
+from tests.support.shared import FIXTURES
 
 DOCKER = PROJECT_ROOT / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
@@ -236,12 +237,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(origin, source / name)
     dist = work / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--wheel-dir", str(dist), "."],
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist), "."],
         cwd=source,
-        check=True,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert build.returncode == 0, build.stderr
+    (work / "build.log").write_text(build.stdout + build.stderr)
     (wheel,) = dist.glob("stave-*-py3-none-any.whl")
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -253,6 +257,35 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
     return venv / "bin"
+
+
+def _setuptools_warnings(log: str) -> list[str]:
+    """The lines of a pip build in which setuptools warns (pip shows them at its default level)."""
+    return [line.strip() for line in log.splitlines() if "Warning" in line or "!!" in line]
+
+
+@pytest.mark.slow
+def test_building_the_wheel_prints_no_setuptools_warning(installed: Path) -> None:
+    log = (installed.parent.parent / "build.log").read_text()
+    assert "Building wheel for stave" in log or "Created wheel for stave" in log, log[-2000:]
+    assert _setuptools_warnings(log) == []
+
+
+@pytest.mark.slow
+def test_an_editable_install_prints_no_setuptools_warning(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    result = subprocess.run(
+        [venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "-e", "."],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Successfully installed stave" in result.stdout, result.stdout[-2000:]
+    assert _setuptools_warnings(result.stdout + result.stderr) == []
 
 
 def _environment(bin_dir: Path, **extra: str) -> dict[str, str]:
@@ -422,4 +455,11 @@ def test_the_container_entrypoint_makes_the_node_on_first_start_and_serves(
         ["sh", str(ENTRYPOINT)], capture_output=True, text=True, env=missing, timeout=60
     )
     assert result.returncode == 2 and "set STAVE_NAME" in result.stderr
+    assert list((tmp_path / "empty").iterdir()) == []
+
+    no_url = {**missing, "STAVE_NAME": "Ada Example"}
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT)], capture_output=True, text=True, env=no_url, timeout=60
+    )
+    assert result.returncode == 2 and "set STAVE_URL" in result.stderr
     assert list((tmp_path / "empty").iterdir()) == []

@@ -10,19 +10,17 @@ import hashlib
 import json
 import logging
 import os
-import struct
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from kubo_daemon import KuboDaemon, free_port, kubo_binary
 
-from conftest import AUDIO_FIXTURES, FIXTURES, write_node_config
 from node.cid import import_path
 from node.datadir import Node, init_data_dir, open_node
 from node.errors import ConfigError, UsageError, VerificationError
@@ -41,7 +39,12 @@ from node.pinning import (
 )
 from node.pinning import ipns_name as node_ipns_name
 from node.publish import Publisher, TrackChoices
-from tests.stave_cli import ok, stave
+from tests.support.audio import write_noise_wav
+from tests.support.cli import ok, stave
+from tests.support.kubo import KuboDaemon, kubo_binary
+from tests.support.net import free_port
+from tests.support.node import write_node_config
+from tests.support.shared import AUDIO_FIXTURES, FIXTURES
 
 pytestmark = pytest.mark.kubo
 
@@ -50,15 +53,6 @@ WITH_COVER = [FIXTURES / f"tone.{ext}" for ext in ("mp3", "flac", "m4a")]
 
 
 # --- daemons, nodes and the command ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def kubo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboDaemon]:
-    """The daemon most tests share: offline, so IPNS names resolve from its own datastore."""
-    daemon = KuboDaemon(kubo_binary(), tmp_path_factory.mktemp("kubo"), offline=True)
-    daemon.start()
-    yield daemon
-    daemon.stop()
 
 
 @pytest.fixture
@@ -85,20 +79,6 @@ def store_file(data_dir: Path, cid: str) -> Path:
 
 async def read_all(client: KuboClient, cid: str) -> bytes:
     return b"".join([chunk async for chunk in client.cat(cid, offline=True)])
-
-
-def write_noise_wav(path: Path, data_bytes: int) -> None:
-    """A valid 16-bit stereo 44.1 kHz WAV of random noise (no two 1 MiB chunks alike)."""
-    header = b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
-    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 2, 44100, 176400, 4, 16)
-    header += b"data" + struct.pack("<I", data_bytes)
-    with path.open("wb") as out:
-        out.write(header)
-        remaining = data_bytes
-        while remaining:
-            piece = os.urandom(min(MIB, remaining))
-            out.write(piece)
-            remaining -= len(piece)
 
 
 def block_count(repo: Path) -> int:
@@ -486,10 +466,10 @@ def test_names_that_are_not_ed25519_keys() -> None:
 NODE = web.AppKey("node", Node)
 
 
-async def test_the_running_node_drains_the_queue_continuously(
-    kubo: KuboDaemon, client: KuboClient, tmp_path: Path
-) -> None:
-    root = kubo_node(tmp_path / "node", kubo.api)
+@asynccontextmanager
+async def running_app(root: Path) -> AsyncIterator[web.Application]:
+    """An app that opens the node at `root` and runs the pin worker's `setup`, started (not
+    served) for the length of the block."""
 
     async def open_the_node(app: web.Application) -> AsyncIterator[None]:
         async with open_node(root) as node:
@@ -502,6 +482,16 @@ async def test_the_running_node_drains_the_queue_continuously(
     runner = web.AppRunner(app)
     await runner.setup()
     try:
+        yield app
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_running_node_drains_the_queue_continuously(
+    kubo: KuboDaemon, client: KuboClient, tmp_path: Path
+) -> None:
+    root = kubo_node(tmp_path / "node", kubo.api)
+    async with running_app(root) as app:
         node = app[NODE]
         # Published while the app runs, on the app's own catalog connection (as the admin
         # API does): the worker, on its own connection, pins it without being asked.
@@ -519,28 +509,13 @@ async def test_the_running_node_drains_the_queue_continuously(
         while await client.name_resolve(name) != f"/ipfs/{latest.cid}":
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
-    finally:
-        await runner.cleanup()
 
 
 async def test_the_worker_stays_off_with_the_embedded_backend(tmp_path: Path) -> None:
     root = tmp_path / "node"
     init_data_dir(root, "Ada")
-
-    async def open_the_node(app: web.Application) -> AsyncIterator[None]:
-        async with open_node(root) as node:
-            app[NODE] = node
-            yield
-
-    app = web.Application()
-    app.cleanup_ctx.append(open_the_node)
-    setup(app, NODE)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
+    async with running_app(root):
         assert not [t for t in asyncio.all_tasks() if t.get_name() == "stave-pin-queue"]
-    finally:
-        await runner.cleanup()
 
 
 # --- two daemons ------------------------------------------------------------------------------
@@ -592,11 +567,7 @@ async def test_a_kubo_that_refuses_the_secret_leaves_pins_pending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     daemon = KuboDaemon(kubo_binary(), tmp_path / "kubo", offline=True)
-    daemon.init()
-    daemon.config(
-        "API.Authorizations",
-        {"stave": {"AuthSecret": "bearer:s3cret", "AllowedPaths": ["/api/v0"]}},
-    )
+    daemon.require_authorization("s3cret")
     daemon.start()
     try:
         root = kubo_node(tmp_path / "node", daemon.api, ipfs__authorization_file="secret")
@@ -643,7 +614,7 @@ async def test_the_node_document_names_the_ipns_feed(
 async def test_a_mirror_with_kubo_pins_what_it_mirrors_and_unpins_withdrawals(
     kubo: KuboDaemon, client: KuboClient, tmp_path: Path
 ) -> None:
-    from federation_support import RunningNode, eventually
+    from tests.support.federation import RunningNode, eventually
 
     artist = await RunningNode.create(tmp_path / "artist", "Ada")
     mirror = await RunningNode.create(

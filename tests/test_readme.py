@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import re
 
-from conftest import PROJECT_ROOT
 from node.cli import build_parser
+from tests.support.paths import PROJECT_ROOT
 
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
 EXAMPLE = re.compile(r"^    (stave .*)$", re.M)

@@ -24,11 +24,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from node.datadir import open_node
+from node.cid import cid_of_bytes
 from node.errors import UsageError
-from node.federation.context import Federation
-from node.federation.follows import FollowService, cid_of_bytes, follow_json
-from node.federation.http import Limits, OutboundClient
+from node.federation.follows import FollowService
+from node.federation.http import Limits
+from node.federation.outcomes import follow_json
 from node.feed import build_feed, serialize
 from node.identity import Identity
 from node.keys import rotate_key
@@ -37,19 +37,19 @@ from node.rotation import ROTATION_PATH, build_rotation
 from node.settings import Config
 from node.signing import sign_document
 from node.terms import Terms
-from tests.conftest import FIXTURES
-from tests.federation_support import (
+from tests.support.federation import (
     FakeNode,
     RunningNode,
     dump_rotation_tables,
     eventually,
     fake_feed,
     fake_node,
-    make_node_dir,
+    follow_service,
     signed_feed,
     signed_track,
     status_row,
 )
+from tests.support.shared import FIXTURES
 
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 LIMITS = Limits(connect_seconds=2, read_seconds=2, total_seconds=2)
@@ -63,13 +63,8 @@ async def artist() -> AsyncIterator[FakeNode]:
 
 @pytest.fixture
 async def follows(tmp_path: Path) -> AsyncIterator[FollowService]:
-    root = await make_node_dir(tmp_path / "follower", 9, "Follower")
-    async with (
-        open_node(root) as node,
-        OutboundClient(allow_private=True, limits=LIMITS) as client,
-    ):
-        yield FollowService(Federation(node, node.catalog, client))
-        node.store.close()
+    async with follow_service(tmp_path, limits=LIMITS) as service:
+        yield service
 
 
 def resigned(manifest: dict[str, Any], by: Identity) -> dict[str, Any]:

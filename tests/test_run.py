@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from node.errors import UsageError
+from node.settings import DEFAULT_NODE_URL, Config
 from node.store import Store
-from tests.conftest import PROJECT_ROOT
+from node.web.runner import served_config
+from tests.support.cli import stave_command
+from tests.support.node import first_line, write_node_config
+from tests.support.paths import PROJECT_ROOT
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -42,14 +46,11 @@ class Served:
 
 
 def _first_line(process: subprocess.Popen[bytes]) -> str:
-    line: list[bytes] = []
-    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()))  # type: ignore[union-attr]
-    reader.start()
-    reader.join(START_TIMEOUT)
-    if not line or not line[0]:
+    url = first_line(process, START_TIMEOUT)
+    if not url:
         process.kill()
         raise AssertionError("stave run printed no URL")
-    return line[0].decode().strip()
+    return url
 
 
 @contextmanager
@@ -58,7 +59,7 @@ def stave_run(data_dir: Path, tmp_path: Path, *args: str) -> Iterator[Served]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "node", "--data-dir", str(data_dir), "run", *args],
+            stave_command(data_dir, "run", *args),
             stdout=subprocess.PIPE,
             stderr=stderr,
             cwd=PROJECT_ROOT,
@@ -179,3 +180,72 @@ def test_run_refuses_a_port_in_use(published_data_dir: Path) -> None:
     assert result.returncode == 2
     assert f"stave: 127.0.0.1:{port}: cannot listen there" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- node.url: the address served on while the artist has not set one ------------------------
+
+
+def _links(url: str) -> list[str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.headers.get_all("Link") or []
+
+
+def test_run_without_node_url_names_the_port_it_serves_on(
+    published_data_dir: Path, tmp_path: Path
+) -> None:
+    assert f'url = "{DEFAULT_NODE_URL}"' in (published_data_dir / "config.toml").read_text()
+    with stave_run(published_data_dir, tmp_path, "--host", "127.0.0.1", "--port", "0") as served:
+        assert served.url != DEFAULT_NODE_URL
+        document = json.loads(served.get("/.well-known/stave")[2])
+        assert document["feed"] == served.url + "feed.json"
+        assert document["hub"] == served.url + "websub"
+        assert _links(served.url + "feed.json") == [
+            f'<{served.url}websub>; rel="hub"',
+            f'<{served.url}feed.json>; rel="self"',
+        ]
+        assert served.stop() == 0
+
+
+def test_run_uses_the_node_url_the_artist_set(published_data_dir: Path, tmp_path: Path) -> None:
+    write_node_config(published_data_dir, node__url="https://ada.example/")
+    with stave_run(published_data_dir, tmp_path, "--host", "127.0.0.1", "--port", "0") as served:
+        document = json.loads(served.get("/.well-known/stave")[2])
+        assert document["feed"] == "https://ada.example/feed.json"
+        assert document["hub"] == "https://ada.example/websub"
+        assert served.stop() == 0
+
+
+def test_run_refuses_a_wildcard_host_without_node_url(published_data_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "node", "--data-dir", str(published_data_dir), "run",
+         "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+        cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "stave: node.url is not set and 0.0.0.0 is not an address listeners can reach;"
+        f' set url = "https://your.host/" under [node] in {published_data_dir / "config.toml"}'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("127.0.0.1", "http://127.0.0.1:9000/"), ("::1", "http://[::1]:9000/"),
+     ("localhost", "http://localhost:9000/")],
+)  # fmt: skip
+def test_served_config_gives_an_unset_node_url_the_served_address(host: str, url: str) -> None:
+    assert served_config(Config(), host, 9000, Path("config.toml"))["node.url"] == url
+    chosen = Config({"node.url": "https://ada.example/"})
+    assert served_config(chosen, host, 9000, Path("config.toml")) is chosen
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", ""])
+def test_served_config_refuses_a_wildcard_host_without_node_url(host: str) -> None:
+    with pytest.raises(UsageError, match=r"^node\.url is not set"):
+        served_config(Config(), host, 9000, Path("config.toml"))
+    chosen = Config({"node.url": "https://ada.example/"})
+    assert served_config(chosen, host, 9000, Path("config.toml")) is chosen

@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.cid import base58_decode as b58decode
+from node.cid import base58_encode as b58encode
 from node.errors import VerificationError
 from node.identity import (
     ED25519_PRIV_PREFIX,
     Identity,
-    b58decode,
-    b58encode,
     did_from_public_key,
     public_key_from_did,
     verification_method,
@@ -242,9 +242,8 @@ _json_values = st.recursive(
 )
 
 
-@settings(max_examples=600, deadline=None, derandomize=True)
-@given(_json_values)
-def test_canonical_form_matches_rfc8785_everywhere(value: Any) -> None:
+def assert_canonical_as_rfc8785(value: Any) -> None:
+    """`canonicalize` gives the reference implementation's bytes, or refuses what it refuses."""
     try:
         expected = bytes(rfc8785.dumps(value))
     except rfc8785.CanonicalizationError:
@@ -252,6 +251,12 @@ def test_canonical_form_matches_rfc8785_everywhere(value: Any) -> None:
             canonicalize(value)
         return
     assert canonicalize(value) == expected
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(_json_values)
+def test_canonical_form_matches_rfc8785_everywhere(value: Any) -> None:
+    assert_canonical_as_rfc8785(value)
 
 
 @pytest.mark.parametrize(
@@ -265,13 +270,7 @@ def test_canonical_form_matches_rfc8785_everywhere(value: Any) -> None:
     ids=["astral-keys", "lone-surrogate", "escapes", "number-forms"],
 )
 def test_canonical_form_edge_cases(value: Any) -> None:
-    try:
-        expected = bytes(rfc8785.dumps(value))
-    except rfc8785.CanonicalizationError:
-        with pytest.raises(VerificationError):
-            canonicalize(value)
-        return
-    assert canonicalize(value) == expected
+    assert_canonical_as_rfc8785(value)
 
 
 # --- one domain walk per feed: a value inside a document found simple is simple -------------

@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from car_reader import read_car
 
 from node.cid import CHUNK_SIZE, CID, DAG_PB, RAW, ImportResult, decode_dag_pb, import_path
 from node.errors import ContentNotFound, InvalidCID, StoreError, VerificationError
 from node.store import Store
+from tests.support.car import read_car
 
 BIG = 2 * CHUNK_SIZE + 123_457  # three leaves under one dag-pb root
 
@@ -250,8 +250,8 @@ def test_car_of_a_deep_dag_with_repeated_blocks(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Small chunks and fan-out make a three-level DAG whose leaves repeat."""
-    monkeypatch.setattr("node.cid.CHUNK_SIZE", 4)
-    monkeypatch.setattr("node.cid.MAX_LINKS", 3)
+    monkeypatch.setattr("node.cid.unixfs.CHUNK_SIZE", 4)
+    monkeypatch.setattr("node.cid.unixfs.MAX_LINKS", 3)
     monkeypatch.setattr("node.store.CHUNK_SIZE", 4)
     data = b"abcdabcdwxyz" * 4 + b"tail!"  # 14 leaves: 3 levels, repeated leaves and nodes
     stored = store.put_bytes(data)

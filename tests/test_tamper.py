@@ -29,15 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults import write_wav
 
-from conftest import FIXTURES
 from node.datadir import init_data_dir, open_node
 from node.errors import StaveError
 from node.feed import FollowState, parse_json, verify_feed
 from node.manifest import verify_manifest
 from node.publish import Publisher, TrackChoices
 from node.store import Store
+from tests.support.audio import write_wav
+from tests.support.shared import FIXTURES
 
 SEED = 20261126
 POSITIONS = 1200

@@ -15,10 +15,11 @@ from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient
 
 from node.datadir import DataDir
-from node.web.api import upload_name
 from node.web.openapi import documented_operations
 from node.web.state import NODE
-from tests.conftest import BAD_FIXTURES, FIXTURES, WEB_ARTIST, WEB_URL, write_node_config
+from node.web.tracks import upload_name
+from tests.support.node import WEB_ARTIST, WEB_URL, write_node_config
+from tests.support.shared import BAD_FIXTURES, FIXTURES
 from tests.test_web_pages import make_app
 
 Client = TestClient[web.Request, web.Application]

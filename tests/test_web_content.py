@@ -10,19 +10,19 @@ from email.policy import HTTP
 from pathlib import Path
 
 import aiohttp
-import car_reader
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from node.catalog import TrackRecord
 from node.cid import CID, DAG_PB, RAW
-from node.identity import b58encode
+from node.cid import base58_encode as b58encode
 from node.store import Store
 from node.web import create_app
 from node.web.content import ByteRange, RangeNotSatisfiable, parse_ranges
 from node.web.state import NODE, PUBLISHER
-from tests.conftest import AUDIO_FIXTURES
+from tests.support import car
+from tests.support.shared import AUDIO_FIXTURES
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]
@@ -350,7 +350,7 @@ async def test_bafkqaaa_car_has_the_root_and_no_blocks(client: Client) -> None:
 
 def read_car(data: bytes) -> tuple[list[CID], list[tuple[CID, bytes]]]:
     """A CARv1's roots and blocks, each block checked against its CID."""
-    header, blocks = car_reader.read_car(data)
+    header, blocks = car.read_car(data)
     assert header["version"] == 1
     for cid, block in blocks:
         assert cid.matches(block), f"block {cid} does not hash to its CID"

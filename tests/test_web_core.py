@@ -41,7 +41,8 @@ from node.web.feeds import needs_resigning
 from node.web.rss import PODCAST, podcast_guid
 from node.web.signals import AI_CRAWLERS
 from node.web.state import METRICS, NODE, PUBLISHER
-from tests.conftest import AUDIO_FIXTURES, WEB_ARTIST, WEB_URL, write_node_config
+from tests.support.node import WEB_ARTIST, WEB_URL, write_node_config
+from tests.support.shared import AUDIO_FIXTURES
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]

@@ -17,7 +17,8 @@ from node.publish import Publisher, TrackChoices
 from node.web.app import create_app
 from node.web.state import PUBLISHER
 from node.web.templates import duration, static_dir
-from tests.conftest import FIXTURES, WEB_ARTIST, WEB_URL, write_node_config
+from tests.support.node import WEB_ARTIST, WEB_URL, write_node_config
+from tests.support.shared import FIXTURES
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]

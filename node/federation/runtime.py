@@ -23,8 +23,9 @@ from typing import Any
 from node.catalog import FollowRecord
 from node.errors import StaveError, UsageError
 from node.federation.context import Federation
-from node.federation.follows import FollowService, SyncOutcome
+from node.federation.follows import FollowService
 from node.federation.hub import Hub, SubscriptionRequest
+from node.federation.outcomes import SyncOutcome
 from node.federation.subscriber import PENDING_SECONDS, Subscriber
 from node.feed import parse_timestamp
 

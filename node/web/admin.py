@@ -4,9 +4,10 @@ follow other nodes, and see what Kubo has pinned.
 Every page works without JavaScript (web/static/admin.js only adds the upload progress bar and
 drag and drop). A login becomes a session cookie and every form carries the session's CSRF
 token (node/web/sessions.py). Uploads go through the admin API's own handler
-(`AdminAPI.add_tracks`: the same streaming, size cap and all-or-nothing publishing), with the
-session and its CSRF token, sent in the `X-CSRF-Token` header by the script or in the form's
-`?csrf=` by a plain form post, in place of the bearer token. Follows use the running node's
+(`TrackUploads.add_tracks` in node/web/tracks.py: the same streaming, size cap and
+all-or-nothing publishing), with the session and its CSRF token, sent in the `X-CSRF-Token`
+header by the script or in the form's `?csrf=` by a plain form post, in place of the bearer
+token. Follows use the running node's
 federation service (node/federation/follows.py).
 """
 
@@ -21,10 +22,8 @@ from aiohttp import web
 from node import pinning
 from node.catalog import TrackRecord
 from node.errors import FederationError, StaveError, UsageError, VerificationError
-from node.federation.follows import follow_json
-from node.web import api
-from node.web.federation import FEDERATION
-from node.web.pages import TrackView, track_id_from_path
+from node.federation.outcomes import follow_json
+from node.web.requests import track_id_from_path
 from node.web.sessions import (
     COOKIE_PATH,
     CSRF_FIELD,
@@ -36,10 +35,13 @@ from node.web.sessions import (
     login_token_matches,
     set_login_cookie,
 )
-from node.web.state import NODE, PUBLISHER
+from node.web.state import FEDERATION, NODE, PUBLISHER
 from node.web.templates import render
+from node.web.tracks import TRACK_FIELDS, TrackUploads, track_choices
+from node.web.views import TrackView
 
 ADMIN = "/admin"
+FOLLOWS = ADMIN + "/follows"
 AI_TRAINING_CHOICES = (
     ("notAllowed", "Not allowed without my permission"),
     ("constrained", "Only on my conditions"),
@@ -64,8 +66,8 @@ def _message(error: Exception) -> str:
     return str(error)
 
 
-class AdminPages(api.AdminAPI):
-    """The admin API's use cases behind a browser session instead of a bearer token."""
+class AdminPages(TrackUploads):
+    """The admin use cases behind a browser session instead of a bearer token."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -220,12 +222,7 @@ class AdminPages(api.AdminAPI):
         status: int = 200,
     ) -> web.Response:
         view = TrackView.of(track)
-        values = {
-            "title": view.title,
-            "license": view.terms.license,
-            "copyright": view.terms.copyright,
-            "aiTraining": view.terms.ai_training,
-        }
+        values = _form_values(view)
         values.update({k: v for k, v in fields.items() if k in values})
         return admin_render(
             request,
@@ -246,22 +243,17 @@ class AdminPages(api.AdminAPI):
         """`POST /admin/tracks/{id}`: publish the next revision with what the form changed."""
         track = await self._live_track(request)
         view = TrackView.of(track)
-        current = {
-            "title": view.title,
-            "license": view.terms.license,
-            "copyright": view.terms.copyright,
-            "aiTraining": view.terms.ai_training,
-        }
+        current = _form_values(view)
         changed = {
             name: fields[name].strip()
-            for name in api.TRACK_FIELDS
+            for name in TRACK_FIELDS
             if name in fields and fields[name].strip() != current[name]
         }
         if not changed:
             session.notify(f"“{view.title}”: nothing changed.")
             return see_other(ADMIN)
         try:
-            choices = api.track_choices(changed, empty_is_absent=False)
+            choices = track_choices(changed, empty_is_absent=False)
             async with self._writing:
                 await request.config_dict[PUBLISHER].edit(track.id, choices)
         except UsageError as e:
@@ -313,21 +305,19 @@ class AdminPages(api.AdminAPI):
         runtime = request.config_dict[FEDERATION]
         url = fields.get("url", "").strip()
         if not url:
-            session.notify("Give the address of the node to follow.", "error")
-            return see_other(ADMIN + "/follows")
+            return _to_follows(session, "Give the address of the node to follow.", "error")
         try:
             outcome = await runtime.follows.follow(url, mirror=fields.get("mirror") == "on")
         except (UsageError, FederationError, VerificationError) as e:
-            session.notify(f"Could not follow {url}: {e}", "error")
-            return see_other(ADMIN + "/follows")
+            return _to_follows(session, f"Could not follow {url}: {e}", "error")
         runtime.wake()
         name = outcome.follow.name or outcome.follow.artist
         if outcome.sync.verdict == "rejected":
             reason = outcome.sync.reason
-            session.notify(f"Following {name}, but its feed was refused: {reason}", "error")
-        else:
-            session.notify(f"Following {name}: {outcome.follow.track_count} tracks.")
-        return see_other(ADMIN + "/follows")
+            return _to_follows(
+                session, f"Following {name}, but its feed was refused: {reason}", "error"
+            )
+        return _to_follows(session, f"Following {name}: {outcome.follow.track_count} tracks.")
 
     async def set_mirror(
         self, request: web.Request, session: Session, fields: Mapping[str, str]
@@ -339,17 +329,12 @@ class AdminPages(api.AdminAPI):
             follow = await runtime.follows.find(fields.get("did", ""))
             errors = await runtime.follows.set_mirror(follow.artist, mirror)
         except (UsageError, FederationError) as e:
-            session.notify(str(e), "error")
-            return see_other(ADMIN + "/follows")
+            return _to_follows(session, str(e), "error")
         name = follow.name or follow.artist
         if errors:
-            session.notify(
-                f"Mirroring {name}, but {len(errors)} file(s) could not be fetched: {errors[0]}",
-                "error",
-            )
-        else:
-            session.notify(f"Mirroring of {name} is {'on' if mirror else 'off'}.")
-        return see_other(ADMIN + "/follows")
+            failed = f"{len(errors)} file(s) could not be fetched: {errors[0]}"
+            return _to_follows(session, f"Mirroring {name}, but {failed}", "error")
+        return _to_follows(session, f"Mirroring of {name} is {'on' if mirror else 'off'}.")
 
     async def unfollow(
         self, request: web.Request, session: Session, fields: Mapping[str, str]
@@ -359,10 +344,24 @@ class AdminPages(api.AdminAPI):
         try:
             follow = await runtime.follows.unfollow(fields.get("did", ""))
         except (UsageError, FederationError) as e:
-            session.notify(str(e), "error")
-            return see_other(ADMIN + "/follows")
-        session.notify(f"No longer following {follow.name or follow.artist}.")
-        return see_other(ADMIN + "/follows")
+            return _to_follows(session, str(e), "error")
+        return _to_follows(session, f"No longer following {follow.name or follow.artist}.")
+
+
+def _form_values(view: TrackView) -> dict[str, str]:
+    """What the edit form shows of a track now, by field name (`TRACK_FIELDS`)."""
+    return {
+        "title": view.title,
+        "license": view.terms.license,
+        "copyright": view.terms.copyright,
+        "aiTraining": view.terms.ai_training,
+    }
+
+
+def _to_follows(session: Session, text: str, kind: str = "done") -> web.Response:
+    """Back to the follows page, where every follows form returns, with `text` shown there."""
+    session.notify(text, kind)
+    return see_other(FOLLOWS)
 
 
 async def _pin_words(catalog: Any, track: TrackRecord) -> str:
@@ -388,7 +387,7 @@ def admin_render(
     return response
 
 
-def setup_routes(app: web.Application) -> None:
+def setup(app: web.Application) -> None:
     """Add the /admin pages to `app`; the admin token is read when it starts."""
     pages = AdminPages()
     app.on_startup.append(pages.on_startup)
@@ -401,7 +400,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_post(ADMIN + "/tracks/{id}", pages.form(pages.edit))
     router.add_get(ADMIN + "/tracks/{id}/withdraw", pages.page(pages.withdraw_page))
     router.add_post(ADMIN + "/tracks/{id}/withdraw", pages.form(pages.withdraw))
-    router.add_get(ADMIN + "/follows", pages.page(pages.follows_page))
-    router.add_post(ADMIN + "/follows", pages.form(pages.follow))
+    router.add_get(FOLLOWS, pages.page(pages.follows_page))
+    router.add_post(FOLLOWS, pages.form(pages.follow))
     router.add_post(ADMIN + "/follows/mirror", pages.form(pages.set_mirror))
     router.add_post(ADMIN + "/follows/unfollow", pages.form(pages.unfollow))

@@ -13,15 +13,37 @@ from node import __version__, pinning
 from node.datadir import open_node
 from node.publish import Publisher
 from node.settings import Config
-from node.web import api, content, errors, federation, feeds, limits, pages, signals
-from node.web.feeds import FeedCache
+from node.web.admin import setup as setup_admin
+from node.web.api import setup as setup_api
+from node.web.content import setup as setup_content
+from node.web.crawlers import setup as setup_crawlers
+from node.web.errors import error_middleware
+from node.web.federation import setup as setup_federation
+from node.web.feedcache import FeedCache
+from node.web.feeds import setup as setup_feeds
+from node.web.limits import setup as setup_limits
 from node.web.metrics import CONTENT_TYPE as METRICS_TYPE
 from node.web.metrics import GaugeSource, Metrics, body_size, route_of
+from node.web.pages import setup as setup_pages
+from node.web.signals import crawler_signals
 from node.web.state import CRAWLER_SIGNALS, FEEDS, METRICS, NODE, PUBLISHER
 
 log = logging.getLogger(__name__)
 
 Lifecycle = Callable[[web.Application], AsyncIterator[None]]
+Setup = Callable[[web.Application], None]
+
+# The route modules, each adding its routes (and what serves them) to the app, in this order.
+# None of them imports another: what several share lives below them (requests.py, views.py,
+# auth.py, tracks.py, state.py).
+ROUTES: tuple[Setup, ...] = (
+    setup_feeds,
+    setup_content,
+    setup_pages,
+    setup_admin,
+    setup_api,
+    setup_federation,
+)
 
 
 def create_app(data_dir: Path, *, config: Config | None = None) -> web.Application:
@@ -30,21 +52,17 @@ def create_app(data_dir: Path, *, config: Config | None = None) -> web.Applicati
     The node is opened when the app starts and closed when it stops (a cleanup_ctx), so the
     app can be built anywhere, including before an event loop runs.
     """
-    app = web.Application(middlewares=[errors.error_middleware])
+    app = web.Application(middlewares=[error_middleware])
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_node_context(data_dir, config))
     pinning.setup(app, NODE)
-    app.cleanup_ctx.append(feeds.keep_feed_fresh)
     app.on_response_prepare.append(_response_counter(app[METRICS]))
-    signals.setup(app)
-    limits.setup(app)
+    setup_crawlers(app)
+    setup_limits(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    feeds.setup_routes(app)
-    content.setup_routes(app)
-    pages.setup_routes(app)
-    api.setup_routes(app)
-    federation.setup(app)
+    for setup in ROUTES:
+        setup(app)
     return app
 
 
@@ -56,7 +74,7 @@ def _node_context(data_dir: Path, config: Config | None) -> Lifecycle:
             app[NODE] = node
             app[PUBLISHER] = publisher
             app[FEEDS] = FeedCache(node)
-            app[CRAWLER_SIGNALS] = signals.crawler_signals(publisher.default_terms(), node.base_url)
+            app[CRAWLER_SIGNALS] = crawler_signals(publisher.default_terms(), node.base_url)
             app[METRICS].set_gauge(
                 "stave_tracks", "Published tracks (not withdrawn).", _tracks(app)
             )

@@ -26,8 +26,8 @@ from aiohttp.abc import AbstractStreamWriter
 from node.cid import CID, IDENTITY, varint
 from node.errors import ContentNotFound, StaveError, UsageError
 from node.store import Store, car_header
-from node.web.feeds import etag_matches
 from node.web.metrics import route_of
+from node.web.requests import etag_matches
 from node.web.state import FEEDS, METRICS, NODE
 
 log = logging.getLogger(__name__)
@@ -448,5 +448,6 @@ def _car_section(cid: CID, block: bytes) -> bytes:
     return varint(len(cid_bytes) + len(block)) + cid_bytes + block
 
 
-def setup_routes(app: web.Application) -> None:
+def setup(app: web.Application) -> None:
+    """Add the `/ipfs/{cid}` gateway to `app`."""
     app.router.add_get("/ipfs/{cid}", content)

@@ -23,20 +23,18 @@ from aiohttp import web
 from node.catalog import open_catalog
 from node.errors import UsageError
 from node.federation.context import Federation
-from node.federation.follows import follow_json
 from node.federation.http import OutboundClient
 from node.federation.hub import HUB_PATH
+from node.federation.outcomes import follow_json
 from node.federation.runtime import FederationRuntime
 from node.federation.subscriber import CALLBACK_PATH
 from node.federation.timeline import DEFAULT_LIMIT, MAX_LIMIT, timeline
-from node.web import api
-from node.web.feeds import etag_matches
-from node.web.state import METRICS, NODE
+from node.web.auth import AdminToken
+from node.web.requests import etag_matches
+from node.web.state import FEDERATION, METRICS, NODE
 from node.web.templates import render
 
-# Declared here rather than in state.py: only this module and its tests use it.
-FEDERATION = web.AppKey("federation", FederationRuntime)
-ADMIN = web.AppKey("federation_admin", api.AdminAPI)
+ADMIN = web.AppKey("federation_admin", AdminToken)
 READ_CHUNK = 64 * 1024
 
 
@@ -213,7 +211,7 @@ async def federation_context(app: web.Application) -> AsyncIterator[None]:
 
 def setup(app: web.Application) -> None:
     """Add federation's routes and its background sync to `app` (after the node's context)."""
-    admin = api.AdminAPI()  # the admin API's own token check, reused for /api/timeline
+    admin = AdminToken()  # the admin API's own token check, for /api/timeline
     app[ADMIN] = admin
     app.cleanup_ctx.append(federation_context)
     app.on_startup.append(admin.on_startup)

@@ -1,24 +1,23 @@
-"""Typed application state: every `web.AppKey` the app uses, declared once.
+"""Typed application state: every `web.AppKey` the app's modules share, declared once.
 
 Handlers read them with `request.config_dict[KEY]`, which also works from a sub-application.
+Each value's type comes from a module below the routes, so nothing here imports its users.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from node.datadir import Node
+from node.federation.runtime import FederationRuntime
 from node.publish import Publisher
-
-if TYPE_CHECKING:
-    from node.web.feeds import FeedCache
-    from node.web.metrics import Metrics
-    from node.web.signals import CrawlerSignals
+from node.web.feedcache import FeedCache
+from node.web.metrics import Metrics
+from node.web.signals import CrawlerSignals
 
 NODE = web.AppKey("node", Node)
 PUBLISHER = web.AppKey("publisher", Publisher)
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
-FEEDS: web.AppKey[FeedCache] = web.AppKey("feeds")
-CRAWLER_SIGNALS: web.AppKey[CrawlerSignals] = web.AppKey("crawler_signals")
+METRICS = web.AppKey("metrics", Metrics)
+FEEDS = web.AppKey("feeds", FeedCache)
+CRAWLER_SIGNALS = web.AppKey("crawler_signals", CrawlerSignals)
+FEDERATION = web.AppKey("federation", FederationRuntime)

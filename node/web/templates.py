@@ -18,7 +18,7 @@ from aiohttp import web
 import web as web_package
 from node import __version__
 from node.terms import Terms
-from node.web import signals
+from node.web.signals import meta_tags
 from node.web.state import NODE, PUBLISHER
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def crawler_meta(terms: Terms, base_url: str) -> list[tuple[str, str]]:
 
     Every §9 header has its `<meta>` twin, Content-Usage (IETF AIPREF) included.
     """
-    tags = signals.meta_tags(terms, base_url)
+    tags = meta_tags(terms, base_url)
     if tags and not any(name == "content-usage" for name, _ in tags):
         tags.append(("content-usage", "train-ai=n"))
     return tags

@@ -3,12 +3,13 @@ process's STAVE_ settings cleared so that only what a test passes reaches it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import PROJECT_ROOT
+from tests.support.paths import PROJECT_ROOT
 
 
 def stave_command(data_dir: Path, *args: str) -> list[str]:
@@ -36,6 +37,21 @@ def stave(
         cwd=PROJECT_ROOT,
         timeout=timeout,
     )
+
+
+async def stave_async(data_dir: Path, *args: str) -> tuple[int, str, str]:
+    """`stave` run without blocking the event loop (a test's own servers keep answering it):
+    its exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        *stave_command(data_dir, *args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=clean_environment(),
+        cwd=PROJECT_ROOT,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

@@ -1,15 +1,14 @@
 """Real Kubo daemons for tests: temporary repos, loopback only, nothing reaches the internet.
 
-Usable from any test module or conftest:
+Usable from any test module, conftest or benchmark (tests/conftest.py's `kubo` fixture is one
+offline daemon per test module):
 
-    from kubo_daemon import KuboDaemon, kubo_binary
+    from tests.support.kubo import KuboDaemon, kubo_binary
 
-    @pytest.fixture(scope="module")
-    def kubo(tmp_path_factory):
-        daemon = KuboDaemon(kubo_binary(), tmp_path_factory.mktemp("kubo"))
-        daemon.start()
-        yield daemon
-        daemon.stop()
+    daemon = KuboDaemon(kubo_binary(), repo)
+    daemon.start()
+    ...
+    daemon.stop()
 
 `KuboDaemon(…, offline=True)` runs `ipfs daemon --offline`: no libp2p networking at all, and IPNS
 records live in its datastore, so `name publish` then `name resolve` works. An online daemon (so
@@ -25,16 +24,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
+from tests.support.net import free_port
+from tests.support.paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KUBO_VERSION = "v0.42.0"
 
 
@@ -57,6 +55,8 @@ def find_kubo() -> Path | None:
 
 def kubo_binary() -> Path:
     """The Kubo binary, or a skip saying how to get it — a failure when CI=true."""
+    import pytest
+
     binary = find_kubo()
     if binary is not None:
         return binary
@@ -70,14 +70,6 @@ def kubo_binary() -> Path:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class KuboDaemon:
@@ -161,6 +153,15 @@ class KuboDaemon:
     def config(self, key: str, value: object) -> None:
         """Set one of the repo's config keys (read by the daemon when it starts)."""
         self._ipfs("config", "--json", key, json.dumps(value))
+
+    def require_authorization(self, secret: str) -> None:
+        """Create the repo with an API that answers only `Authorization: Bearer <secret>`
+        (read by the daemon when it starts)."""
+        self.init()
+        self.config(
+            "API.Authorizations",
+            {"stave": {"AuthSecret": f"bearer:{secret}", "AllowedPaths": ["/api/v0"]}},
+        )
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the daemon (initialising the repo first if needed); return once its API answers."""

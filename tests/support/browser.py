@@ -1,5 +1,5 @@
 """Shared parts of the browser tests: Debian's Chromium driven by Playwright for Python, against
-real nodes (`create_app` on a real socket on 127.0.0.1, see tests/federation_support.py).
+real nodes (`create_app` on a real socket on 127.0.0.1, see tests/support/federation.py).
 
 Chromium is launched with the flags a closed, GPU-less, root-run machine needs (no sandbox as
 root, no GPU, no background network traffic to Google's hosts, no QUIC); the test tool's own
@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import PROJECT_ROOT, require_tool
+from tests.support.paths import PROJECT_ROOT, require_tool
 
 CHROMIUM_FLAGS = [
     "--headless",

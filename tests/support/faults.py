@@ -1,4 +1,4 @@
-"""Fault-injection helpers: audio files of any size, and commands killed with SIGKILL at random.
+"""Fault injection: commands killed with SIGKILL at random, and uploads a crash can cut off.
 
 `kill_trials` is the harness for every crash test: it runs a command, kills it after a random
 delay drawn from a seeded generator, and hands each trial to a check callback that asserts
@@ -12,52 +12,19 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import select
 import signal
-import socket
 import subprocess
 import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.stave_cli import clean_environment, stave_command
-
-CHUNK = 1 << 20
-
-
-def write_wav(path: Path, size: int, seed: int = 0) -> Path:
-    """A valid 16-bit stereo 44.1 kHz PCM WAV of about `size` bytes of noise, written in chunks."""
-    frames = max((size - 44) // 4, 1)
-    data_bytes = frames * 4
-    header = (
-        b"RIFF"
-        + (36 + data_bytes).to_bytes(4, "little")
-        + b"WAVEfmt "
-        + (16).to_bytes(4, "little")
-        + (1).to_bytes(2, "little")  # PCM
-        + (2).to_bytes(2, "little")
-        + (44_100).to_bytes(4, "little")
-        + (44_100 * 4).to_bytes(4, "little")
-        + (4).to_bytes(2, "little")
-        + (16).to_bytes(2, "little")
-        + b"data"
-        + data_bytes.to_bytes(4, "little")
-    )
-    noise = random.Random(seed)
-    with path.open("wb") as out:
-        out.write(header)
-        left = data_bytes
-        while left:
-            n = min(CHUNK, left)
-            out.write(noise.randbytes(n))
-            left -= n
-    return path
+from tests.support.audio import CHUNK
+from tests.support.cli import clean_environment
 
 
 @dataclass(frozen=True)
@@ -151,43 +118,7 @@ def time_phases(command: Sequence[str], started_writing: Callable[[], bool]) -> 
     return (writing if writing is not None else 0.0), total
 
 
-# --- a node served by `stave run`, and uploads to it ------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago, for a `stave run --port` to take."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def served(data_dir: Path, port: int, log: Path) -> Iterator[str]:
-    """`stave run` of `data_dir` on 127.0.0.1:`port` for the length of the block, its access
-    log appended to `log`; yields its base URL once it listens, stops it with SIGTERM after."""
-    with log.open("ab") as stderr:
-        process = subprocess.Popen(
-            stave_command(data_dir, "run", "--host", "127.0.0.1", "--port", str(port)),
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=clean_environment({"PYTHONUNBUFFERED": "1"}),
-        )
-    assert process.stdout is not None
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], 60)
-        url = process.stdout.readline().decode().strip() if ready else ""
-        assert url == f"http://127.0.0.1:{port}/", f"stave run printed {url!r}; see {log}"
-        yield url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        process.stdout.close()
+# --- uploads to a node served by `stave run` (tests.support.node.served) ----------------------
 
 
 class Upload(threading.Thread):

@@ -1,5 +1,6 @@
-"""Shared parts of the federation tests: real nodes on 127.0.0.1, signed test feeds, and a dump
-of the follow tables. Every socket here is on loopback."""
+"""Shared parts of the federation tests: real nodes on 127.0.0.1, a follower's federation over a
+fresh node, signed test feeds, a fake node the test controls, and dumps of the follow tables.
+Every socket here is on loopback."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import asyncio
 import hashlib
 import socket
 import sqlite3
-import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -19,10 +19,14 @@ from typing import Any
 
 from aiohttp import web
 
-from node.catalog import FollowedTrack
+from node.catalog import FeedReplacement, FollowedTrack
+from node.cid import cid_of_bytes
 from node.datadir import Node, init_data_dir, open_node
+from node.federation.context import Federation, now_text
+from node.federation.follows import FollowService
+from node.federation.http import Limits, OutboundClient
 from node.federation.runtime import FederationRuntime
-from node.feed import build_feed, format_timestamp, serialize
+from node.feed import build_feed, format_timestamp, parse_json, serialize
 from node.identity import Identity
 from node.manifest import build_manifest, content_ref
 from node.publish import Publisher
@@ -30,18 +34,10 @@ from node.settings import Config, render_config
 from node.signing import sign_document
 from node.terms import Terms
 from node.web.app import create_app
-from node.web.federation import FEDERATION
-from node.web.state import NODE, PUBLISHER
+from node.web.state import FEDERATION, NODE, PUBLISHER
+from tests.support.net import loopback_socket, serving
 
 FOLLOW_TABLES = ("follows", "follow_tracks", "known_mirrors", "websub_subscriptions")
-
-
-def loopback_socket() -> socket.socket:
-    """A TCP socket bound to a free port on 127.0.0.1, for a server to listen on."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 def node_settings(port: int, name: str, **settings: Any) -> dict[str, Any]:
@@ -64,6 +60,81 @@ async def make_node_dir(root: Path, port: int, name: str, **settings: Any) -> Pa
         await Publisher(node).publish_feed()
         node.store.close()
     return root
+
+
+@asynccontextmanager
+async def follower_federation(
+    tmp_path: Path, *, limits: Limits | None = None, **settings: Any
+) -> AsyncIterator[Federation]:
+    """A follower's federation context over a fresh node in `tmp_path / "follower"` (its own
+    URL on port 9, where nothing listens), its outbound client allowed loopback addresses."""
+    root = await make_node_dir(tmp_path / "follower", 9, "Follower", **settings)
+    async with open_node(root) as node, OutboundClient(allow_private=True, limits=limits) as client:
+        yield Federation(node, node.catalog, client)
+        node.store.close()
+
+
+@asynccontextmanager
+async def follow_service(
+    tmp_path: Path, *, limits: Limits | None = None, **settings: Any
+) -> AsyncIterator[FollowService]:
+    """The follow service of `follower_federation`: the federation tests' follower."""
+    async with follower_federation(tmp_path, limits=limits, **settings) as federation:
+        yield FollowService(federation)
+
+
+def replacement(artist: str, body: bytes, replacing: tuple[int, str] | None) -> FeedReplacement:
+    """The catalog's replacement of `artist`'s stored feed (`replacing` its sequence and CID,
+    None when none is stored) by the feed `body`."""
+    feed = parse_json(body)
+    return FeedReplacement(
+        artist=artist,
+        replacing=replacing,
+        sequence=feed["sequence"],
+        body=body,
+        cid=cid_of_bytes(body),
+        etag=None,
+        updated=feed["updated"],
+        expires=feed["expires"],
+        accepted_at=now_text(),
+        name=feed["name"],
+        tracks=feed["tracks"],
+    )
+
+
+async def add_follow(tx: object, artist: str) -> None:
+    """Record a follow of `artist` (at port 9, where nothing listens) in the transaction `tx`."""
+    await tx.add_follow(  # type: ignore[attr-defined]
+        artist=artist,
+        name="Someone",
+        url="http://127.0.0.1:9/",
+        feed_url="http://127.0.0.1:9/feed.json",
+        hub_url=None,
+        mirror=False,
+        followed_at=now_text(),
+    )
+
+
+async def followed_fakes(federation: Federation, count: int) -> list[FakeNode]:
+    """`count` fake artists whose feeds a test makes (nothing is fetched), followed."""
+    fakes = [FakeNode(Identity.generate(), url="http://127.0.0.1:9/") for _ in range(count)]
+    async with federation.transaction() as tx:
+        for fake in fakes:
+            await add_follow(tx, fake.artist.did)
+    return fakes
+
+
+def count_transactions(federation: Federation) -> list[int]:
+    """A list that gains an item each time `federation` opens a transaction from now on."""
+    transactions: list[int] = []
+    real = federation.transaction
+
+    def counted() -> Any:
+        transactions.append(1)
+        return real()
+
+    federation.transaction = counted  # type: ignore[method-assign]
+    return transactions
 
 
 class RunningNode:
@@ -98,9 +169,7 @@ class RunningNode:
 
     async def restart(self) -> None:
         """Start again after `stop()` (which closed the socket), on the same port."""
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
+        self.sock = loopback_socket(self.port)
         await self.start()
 
     @property
@@ -235,17 +304,6 @@ def signed_node_document(identity: Identity, base_url: str, name: str = "Ada Exa
     return serialize(sign_document(document, identity))
 
 
-def silent_wav(path: Path, seconds: float, rate: int = 44100) -> Path:
-    """A mono 16-bit PCM WAV of silence with a little noise at the start (so it is unique)."""
-    frames = int(seconds * rate)
-    data = uuid.uuid4().bytes * 4 + bytes(frames * 2 - 64)
-    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
-    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
-    header += b"data" + struct.pack("<I", len(data))
-    path.write_bytes(header + data)
-    return path
-
-
 # --- a node the test controls completely ------------------------------------------------------
 
 
@@ -329,13 +387,8 @@ async def fake_node() -> AsyncIterator[FakeNode]:
     app.router.add_get("/mirrors", no_mirrors)
     app.router.add_get("/.well-known/stave-rotation.json", rotation)
     app.router.add_get("/ipfs/{cid}", content)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    try:
+    async with serving(app, sock):
         yield fake
-    finally:
-        await runner.cleanup()
 
 
 def fake_feed(fake: FakeNode, sequence: int, *titles: str, **options: Any) -> bytes:
