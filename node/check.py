@@ -30,7 +30,7 @@ from typing import Any, Literal
 from node.catalog import FeedRecord, TrackRecord
 from node.cid import CID
 from node.datadir import Node
-from node.errors import StaveError, VerificationError, excerpt
+from node.errors import IdentityError, StaveError, VerificationError, excerpt
 from node.feed import FollowState, judge_feed, parse_json, parse_timestamp
 from node.keys import artist_dids
 from node.manifest import verify_manifest
@@ -110,6 +110,7 @@ async def check_node(node: Node, *, repair: bool = False) -> CheckReport:
     _check_tracks(node, report, tracks, stored)
     await asyncio.to_thread(_check_feed_chain, node, report, feeds, tracks, stored)
     _find_leftovers(node, report)
+    _check_actor_key(node, report)
     if repair:
         await asyncio.to_thread(_repair, node, report)
     return report
@@ -411,6 +412,16 @@ def _find_leftovers(node: Node, report: CheckReport) -> None:
         report.findings.append(
             Finding("notice", "leftover", path, f"{path} is left from {what}", repairable=True)
         )
+
+
+def _check_actor_key(node: Node, report: CheckReport) -> None:
+    """The actor key signs the node's fediverse requests: one that cannot be read is damage
+    (`open_node` has already made it if it was missing)."""
+    try:
+        node.actor_key  # noqa: B018 - reading it is the check
+    except IdentityError as e:
+        path = str(node.data.actor_key_path)
+        report.findings.append(Finding("problem", "actor-key", path, str(e)))
 
 
 def _repair(node: Node, report: CheckReport) -> None:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import os
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
+from node.actorkey import ActorKey, ensure_actor_key_file, load_actor_key_file
 from node.catalog import Catalog, open_catalog
 from node.errors import ConfigError, IdentityError, StoreError
 from node.identity import Identity, create_key_file, load_key_file
-from node.settings import Config, load_config, render_config
+from node.settings import Config, handle_from_name, load_config, render_config
 from node.store import Store
 
 PASSPHRASE_ENV = "STAVE_KEY_PASSPHRASE"
@@ -40,6 +42,11 @@ class DataDir:
     @property
     def key_path(self) -> Path:
         return self.root / "key.pem"
+
+    @property
+    def actor_key_path(self) -> Path:
+        """The actor's RSA key for HTTP signatures (node/actorkey.py)."""
+        return self.root / "actor-key.pem"
 
     @property
     def catalog_path(self) -> Path:
@@ -86,6 +93,16 @@ class DataDir:
     def load_identity(self) -> Identity:
         return load_key_file(self.key_path, os.environ.get(PASSPHRASE_ENV) or None)
 
+    def ensure_actor_key(self) -> bool:
+        """Make the actor key if the node has none yet (made before it existed, or restored
+        from an archive without it); True if it was made now."""
+        return ensure_actor_key_file(self.actor_key_path, os.environ.get(PASSPHRASE_ENV) or None)
+
+    def load_actor_key(self) -> ActorKey:
+        """The actor key, made first if there is none."""
+        self.ensure_actor_key()
+        return load_actor_key_file(self.actor_key_path, os.environ.get(PASSPHRASE_ENV) or None)
+
     def admin_token(self) -> str:
         try:
             return self.token_path.read_text(encoding="utf-8").strip()
@@ -112,6 +129,12 @@ class Node:
     catalog: Catalog
     store: Store
 
+    @functools.cached_property
+    def actor_key(self) -> ActorKey:
+        """The actor's RSA key for HTTP signatures, read when first asked for (IdentityError
+        when it cannot be used). `stave key rotate` replaces `identity`, never this key."""
+        return self.data.load_actor_key()
+
     @property
     def base_url(self) -> str:
         url: str = self.config["node.url"]
@@ -127,17 +150,19 @@ def init_data_dir(root: Path, name: str, url: str | None = None) -> Identity:
     data = DataDir(root)
     if data.key_path.exists():
         raise IdentityError(f"{data.key_path}: a key already exists; refusing to overwrite it")
+    # An actor-key.pem already there (kept from an earlier node) is kept: its followers know it.
     try:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as e:
         raise ConfigError(f"{root}: cannot create the data directory ({e.strerror})") from e
-    overrides: dict[str, object] = {"node.name": name}
+    overrides: dict[str, object] = {"node.name": name, "fediverse.handle": handle_from_name(name)}
     if url:
         overrides["node.url"] = url if url.endswith("/") else url + "/"
     if not data.config_path.exists():
         data.config_path.write_text(render_config(overrides), encoding="utf-8")
     Config(dict(overrides))  # validates the overrides before the key is made
     identity = create_key_file(data.key_path, os.environ.get(PASSPHRASE_ENV) or None)
+    data.ensure_actor_key()
     Store(data.store_path)
     if not data.token_path.exists():
         data.write_admin_token()
@@ -164,10 +189,18 @@ async def open_node(
     identity = data.load_identity()
     if not finishing_rotation:
         data.refuse_unfinished_rotation()
+    _make_missing_actor_key(data)
     async with _node_lock(data, exclusive):
         store = Store(data.store_path)
         async with open_catalog(data.catalog_path) as catalog:
             yield Node(data=data, config=config, identity=identity, catalog=catalog, store=store)
+
+
+def _make_missing_actor_key(data: DataDir) -> None:
+    """A node made before the actor key existed gets one the first time it is opened. In a
+    data directory it may not write to, `Node.actor_key` says why when the key is needed."""
+    with suppress(IdentityError):
+        data.ensure_actor_key()
 
 
 @asynccontextmanager

@@ -24,6 +24,10 @@ class VerificationError(StaveError):
     """A signature, proof, CID or document failed verification."""
 
 
+class SignatureError(VerificationError):
+    """An HTTP request's signature (draft-cavage or RFC 9421) or body digest was refused."""
+
+
 class InvalidCID(StaveError):
     """A string is not a CID Stave understands."""
 

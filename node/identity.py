@@ -11,6 +11,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from node.cid import base58_decode, base58_encode
 from node.errors import IdentityError, VerificationError, excerpt
@@ -120,6 +121,20 @@ def load_key_file(path: Path, passphrase: str | None) -> Identity:
     A key file that group or others may read or write is refused before it is read.
     """
     try:
+        key = read_private_key(path, passphrase)
+    except FileNotFoundError as e:
+        raise IdentityError(f"{path}: no key; run `stave init` first") from e
+    if not isinstance(key, Ed25519PrivateKey):
+        raise IdentityError(f"{path}: not an Ed25519 key")
+    return Identity(key)
+
+
+def read_private_key(path: Path, passphrase: str | None) -> PrivateKeyTypes:
+    """A private key from a PKCS#8 PEM file, the way every key of the node is kept: mode 0600
+    (anything group or others may read or write is refused before it is read), encrypted with
+    `passphrase` when it was written with one. IdentityError with the reason when it cannot be
+    used; FileNotFoundError when there is no file, for the caller to word."""
+    try:
         with path.open("rb") as key_file:
             mode = stat.S_IMODE(os.fstat(key_file.fileno()).st_mode)
             if mode & 0o066:
@@ -128,8 +143,8 @@ def load_key_file(path: Path, passphrase: str | None) -> Identity:
                     f" run `chmod 600 {path}`"
                 )
             pem = key_file.read()
-    except FileNotFoundError as e:
-        raise IdentityError(f"{path}: no key; run `stave init` first") from e
+    except FileNotFoundError:
+        raise
     except OSError as e:
         raise IdentityError(f"{path}: cannot read the key ({e.strerror})") from e
     encrypted = b"ENCRYPTED" in pem.split(b"\n", 1)[0]
@@ -137,10 +152,7 @@ def load_key_file(path: Path, passphrase: str | None) -> Identity:
         raise IdentityError(f"{path}: the key is encrypted; set STAVE_KEY_PASSPHRASE")
     try:
         secret = passphrase.encode() if encrypted and passphrase else None
-        key = serialization.load_pem_private_key(pem, secret)
+        return serialization.load_pem_private_key(pem, secret)
     except (ValueError, TypeError) as e:
         reason = "wrong passphrase or damaged key" if encrypted else "not a PKCS#8 PEM key"
         raise IdentityError(f"{path}: {reason}") from e
-    if not isinstance(key, Ed25519PrivateKey):
-        raise IdentityError(f"{path}: not an Ed25519 key")
-    return Identity(key)

@@ -6,7 +6,9 @@ The loader, `config.example.toml` and the docs test all read `SETTINGS`. A data 
 
 from __future__ import annotations
 
+import re
 import tomllib
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,41 @@ def _zero_or_one(value: Any) -> str | None:
 
 
 _DM = _one_of(*DATA_MINING_VALUES)
+
+# A fediverse username every server can mention: Mastodon's form (letters, digits and `_`,
+# with `.` or `-` only between them), lowercase so `acct:` lookups need no case folding.
+HANDLE_PATTERN = re.compile(r"[a-z0-9_]+(?:[.-][a-z0-9_]+)*")
+MAX_HANDLE = 64
+DEFAULT_HANDLE = "artist"
+# Latin letters NFKD does not take apart into a base letter and a mark.
+_FOLDED = str.maketrans(
+    {"ß": "ss", "æ": "ae", "Æ": "ae", "ø": "o", "Ø": "o", "œ": "oe", "Œ": "oe", "ð": "d",
+     "Ð": "d", "þ": "th", "Þ": "th", "ł": "l", "Ł": "l", "đ": "d", "Đ": "d", "ı": "i"}
+)  # fmt: skip
+
+
+def handle_from_name(name: str) -> str:
+    """The default `fediverse.handle` for an artist called `name`: its letters and digits
+    folded to lowercase ASCII, every other run of characters one `_`; "artist" if none are
+    left. "Ada Example" gives "ada_example", "Sigur Rós" "sigur_ros"."""
+    ascii_name = (
+        unicodedata.normalize("NFKD", name.translate(_FOLDED))
+        .encode("ascii", "ignore")
+        .decode("ascii")
+        .lower()
+    )
+    slug = re.sub(r"[^a-z0-9]+", "_", ascii_name).strip("_")[:MAX_HANDLE].rstrip("_")
+    return slug or DEFAULT_HANDLE
+
+
+def _handle(value: Any) -> str | None:
+    if value == "" or (len(value) <= MAX_HANDLE and HANDLE_PATTERN.fullmatch(value)):
+        return None
+    return (
+        f"must be a fediverse username of at most {MAX_HANDLE} lowercase letters, digits"
+        " and _ (. or - only between them)"
+    )
+
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("node", "name", "", "The artist or project name shown on the feed and pages.", str),
@@ -250,6 +287,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "federation", "max_follows", 5000, "Most artists this node may follow.", int, _positive
     ),
+    Setting(
+        "fediverse",
+        "handle",
+        "",
+        "The artist's fediverse username, as in @handle@host; stave init sets it from"
+        " node.name, and when empty it is node.name folded to lowercase letters, digits and _.",
+        str,
+        _handle,
+    ),
+    Setting(
+        "fediverse",
+        "followers_private",
+        False,
+        "Keep the list of fediverse followers private: /actor/followers then gives only"
+        " how many there are.",
+        bool,
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -264,6 +318,8 @@ class Config:
             self._values[name] = _validate(name, value)
 
     def __getitem__(self, name: str) -> Any:
+        if name == "fediverse.handle" and not self._values[name]:  # a node older than the setting
+            return handle_from_name(self._values["node.name"])
         return self._values[name]
 
     def replace(self, **changes: Any) -> Config:

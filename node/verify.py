@@ -4,6 +4,7 @@ published under an IPNS name against the key that name is."""
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ from urllib.parse import urljoin
 import aiohttp
 
 from node import media
-from node.catalog import Catalog
+from node.catalog import Catalog, open_catalog
 from node.cid import CID, UnixFSImporter, import_path
-from node.errors import InvalidCID, KuboError, StaveError, VerificationError
+from node.datadir import DataDir, open_node
+from node.errors import InvalidCID, KuboError, StaveError, UsageError, VerificationError
 from node.feed import FollowState, judge_feed, parse_json
 from node.ipns import did_from_ipns_name
 from node.kubo import KuboClient
@@ -231,3 +233,29 @@ async def verify_ipns(
         sequence=sequence,
         tracks=tracks,
     )
+
+
+async def verify_file_at(root: Path, path: Path, *, use_feed: bool = True) -> Verdict:
+    """`stave verify FILE`: `verify_file` against the catalog of the node in `root` when there
+    is one, else against the file's own tags and its artist's feed alone."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    catalog_path = DataDir(root).catalog_path
+    if not catalog_path.exists():
+        return await verify_file(path, None, use_feed=use_feed)
+    async with open_catalog(catalog_path) as catalog:
+        return await verify_file(path, catalog, use_feed=use_feed)
+
+
+async def verify_ipns_at(root: Path, name: str) -> FeedVerdict:
+    """`stave verify ipns://NAME`: `verify_ipns` through the Kubo of the node in `root` when
+    there is one, else through the default Kubo API (authorised from the environment)."""
+    from node.pinning import AUTHORIZATION_ENV, kubo_client
+
+    data = DataDir(root)
+    if data.config_path.exists():
+        async with open_node(data.root) as node, kubo_client(node) as client:
+            return await verify_ipns(name, client)
+    authorization = os.environ.get(AUTHORIZATION_ENV) or None
+    async with KuboClient(authorization=authorization) as client:
+        return await verify_ipns(name, client)

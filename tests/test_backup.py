@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from node.actorkey import load_actor_key_file
 from node.cid import import_path
 from node.cli import build_parser
 from node.feed import FollowState, verify_feed
@@ -101,26 +102,36 @@ def test_export_and_import_restore_the_node_and_the_feed_continues(
         names = tar.getnames()
         key_pem = tar.extractfile("key.pem").read()  # type: ignore[union-attr]
         index = json.loads(tar.extractfile("stave-backup.json").read())  # type: ignore[union-attr]
-    assert names[:4] == ["stave-backup.json", "config.toml", "catalog.sqlite", "key.pem"]
-    assert sorted(names[4:]) == sorted(f"content/{cid}.car" for cid in files(artist_node))
+    assert names[:5] == [
+        "stave-backup.json",
+        "config.toml",
+        "catalog.sqlite",
+        "key.pem",
+        "actor-key.pem",
+    ]
+    assert sorted(names[5:]) == sorted(f"content/{cid}.car" for cid in files(artist_node))
     assert key_pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     assert (artist_node / "key.pem").read_bytes() not in key_pem
-    did = ok(stave(artist_node, "id")).strip()
+    did = ok(stave(artist_node, "id")).splitlines()[0]
     old_chain = feeds(artist_node)
-    assert index["artist"] == did and index["key"] is True
+    assert index["artist"] == did and index["key"] is True and index["actor_key"] is True
     assert index["feed"] == {"sequence": old_chain[-1][0], "cid": old_chain[-1][1]}
 
     restored = tmp_path / "elsewhere" / "node"
     said = ok(stave(restored, "import", str(archive), env=WITH_PASSPHRASE))
     assert f"into {restored}" in said
     assert sorted(p.name for p in restored.iterdir()) == [
+        "actor-key.pem",
         "admin-token",
         "catalog.sqlite",
         "config.toml",
         "key.pem",
         "store",
     ]
-    assert ok(stave(restored, "id")).strip() == did
+    assert ok(stave(restored, "id")).splitlines()[0] == did
+    # The actor key came back, the same RSA key: fediverse followers keep verifying its requests.
+    assert _actor_public_pem(restored) == _actor_public_pem(artist_node)
+    assert stat.S_IMODE((restored / "actor-key.pem").stat().st_mode) == 0o600
     assert files(restored) == files(artist_node)
     assert feeds(restored) == old_chain
     assert ok(stave(restored, "list", "--json")) == ok(stave(artist_node, "list", "--json"))
@@ -171,6 +182,10 @@ def test_an_archive_without_the_key_restores_beside_the_artists_own_key(
     assert ok(stave(own_key, "id")) == ok(stave(artist_node, "id"))
     assert (own_key / "key.pem").read_bytes() == (artist_node / "key.pem").read_bytes()
     check_node(own_key)
+    # The archive had no actor key either: the restored node makes its own when first opened.
+    assert not (own_key / "actor-key.pem").exists()
+    ok(stave(own_key, "check"))
+    assert _actor_public_pem(own_key) != _actor_public_pem(artist_node)
 
 
 def test_an_encrypted_key_stays_encrypted_through_the_archive(tmp_path: Path) -> None:
@@ -194,6 +209,7 @@ def test_an_encrypted_key_stays_encrypted_through_the_archive(tmp_path: Path) ->
     assert not restored.exists()
     ok(stave(restored, "import", str(archive), env={**at_rest, **WITH_PASSPHRASE}))
     assert b"ENCRYPTED" in (restored / "key.pem").read_bytes()
+    assert b"ENCRYPTED" in (restored / "actor-key.pem").read_bytes()
     assert ok(stave(restored, "id", env=at_rest)) == ok(stave(root, "id", env=at_rest))
 
 
@@ -334,3 +350,7 @@ def test_every_car_in_the_archive_imports_into_kubo_as_its_file(
         )
         assert report["Root"]["Cid"]["/"] == cid
         assert ipfs("cat", cid) == (artist_node / "store" / "files" / cid).read_bytes()
+
+
+def _actor_public_pem(node_dir: Path) -> str:
+    return load_actor_key_file(node_dir / "actor-key.pem", None).public_key_pem

@@ -109,7 +109,7 @@ def test_the_owner_alone_may_read_the_key(node_dir: Path) -> None:
     env = {"STAVE_KEY_PASSPHRASE": PASSPHRASE}
     assert stave(node_dir, "id", env=env).returncode == 2
     key.chmod(0o600)
-    assert stave(node_dir, "id", env=env).stdout.strip() == did
+    assert stave(node_dir, "id", env=env).stdout.splitlines()[0] == did
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=IDS)

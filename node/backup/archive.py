@@ -4,13 +4,17 @@ The archive is a POSIX tar (pax), written and read as a stream, never held in me
 members, in this order:
 
 - `stave-backup.json`: what the archive holds: format version, the artist's did, the latest
-  feed (sequence and CID), whether the key is inside, and every content file (CID, size);
+  feed (sequence and CID), whether the keys are inside, and every content file (CID, size);
 - `config.toml`: the node's settings, as they were;
 - `catalog.sqlite`: a consistent snapshot of the catalog (SQLite's online backup API), with
   the tracks, every manifest revision, the whole feed chain and the follows;
 - `rotation.json`: only when the artist's key was ever rotated, the rotation statements
   (node/keys.py) that link the dids earlier feeds were signed by to the current key;
 - `key.pem`: only when asked for, the artist's key as PKCS#8 PEM encrypted with a passphrase;
+- `actor-key.pem`: with the artist's key, the actor's RSA key for HTTP signatures
+  (node/actorkey.py), encrypted with the same passphrase; the index says so with
+  `"actor_key": true`. Archives made before the actor key existed lack it: a node restored
+  from one makes a new actor key when first opened;
 - `content/<cid>.car`: one CARv1 per stored file (audio, covers, every feed snapshot,
   mirrored content), its root alone in the header, blocks in depth-first order with repeated
   blocks repeated (the trustless gateway's `dups=y`), so the leaves come in the file's order.
@@ -40,6 +44,7 @@ INDEX_NAME = "stave-backup.json"
 CONFIG_NAME = "config.toml"
 CATALOG_NAME = "catalog.sqlite"
 KEY_NAME = "key.pem"
+ACTOR_KEY_NAME = "actor-key.pem"
 ROTATION_NAME = "rotation.json"
 CONTENT_PREFIX = "content/"
 CAR_SUFFIX = ".car"
@@ -113,6 +118,7 @@ def write_archive(
     data: DataDir,
     snapshot: Path,
     key_pem: bytes | None,
+    actor_key_pem: bytes | None,
     store: Store,
     entries: list[ContentEntry],
 ) -> None:
@@ -138,6 +144,8 @@ def write_archive(
             tar.addfile(member(ROTATION_NAME, len(rotations)), io.BytesIO(rotations))
         if key_pem is not None:
             tar.addfile(member(KEY_NAME, len(key_pem)), io.BytesIO(key_pem))
+        if actor_key_pem is not None:
+            tar.addfile(member(ACTOR_KEY_NAME, len(actor_key_pem)), io.BytesIO(actor_key_pem))
         for entry in entries:
             try:
                 pieces = _Pieces(store.car(entry.cid, dups=True))

@@ -1,4 +1,4 @@
-"""Exporting a node: one streaming backup archive of its content, catalog, config and key."""
+"""Exporting a node: one streaming backup archive of its content, catalog, config and keys."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from node.feed import format_timestamp, parse_json
 from node.store import Store
 
 MIN_PASSPHRASE = 8
+Keys = tuple[bytes, bytes]  # the artist's key and the actor key, as encrypted PEM
 
 
 async def export_node(
@@ -36,28 +37,30 @@ async def export_node(
     """Write a backup archive of the node in `data_root` to `target` (a path, or a binary stream
     such as stdout).
 
-    The key goes in only when `key_passphrase` is given, encrypted with it. A path is written
+    The keys go in only when `key_passphrase` is given, encrypted with it: the artist's and
+    the actor's (made now if the node has none yet). A path is written
     beside itself and renamed into place when complete, with mode 0600; on any error nothing is
     left at it. The node may keep serving and publishing meanwhile.
     """
     data = DataDir(data_root)
     data.load_config()  # refuses a directory that is not a node's
     data.refuse_unfinished_rotation()  # its catalog and key.pem may not agree yet
-    key_pem = _encrypted_key(data, key_passphrase) if key_passphrase is not None else None
+    keys = _encrypted_keys(data, key_passphrase) if key_passphrase is not None else None
     if isinstance(target, Path):
-        return await _export_to_path(data, target, key_pem)
-    return await _export(data, target, key_pem)
+        return await _export_to_path(data, target, keys)
+    return await _export(data, target, keys)
 
 
-def _encrypted_key(data: DataDir, passphrase: str) -> bytes:
+def _encrypted_keys(data: DataDir, passphrase: str) -> Keys:
+    """The artist's key and the actor's, each as PKCS#8 PEM encrypted with `passphrase`."""
     if len(passphrase) < MIN_PASSPHRASE:
         raise UsageError(
             f"export passphrase: use at least {MIN_PASSPHRASE} characters to protect the key"
         )
-    return data.load_identity().pem(passphrase)
+    return data.load_identity().pem(passphrase), data.load_actor_key().pem(passphrase)
 
 
-async def _export_to_path(data: DataDir, path: Path, key_pem: bytes | None) -> BackupSummary:
+async def _export_to_path(data: DataDir, path: Path, keys: Keys | None) -> BackupSummary:
     if path.is_dir():
         raise UsageError(f"{path}: is a directory; give the archive's file name")
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
@@ -67,7 +70,7 @@ async def _export_to_path(data: DataDir, path: Path, key_pem: bytes | None) -> B
         raise StoreError(f"{path}: cannot write the archive ({e.strerror or e})") from e
     try:
         with os.fdopen(fd, "wb") as out:
-            summary = await _export(data, out, key_pem)
+            summary = await _export(data, out, keys)
             out.flush()
             os.fsync(out.fileno())
         os.replace(partial, path)
@@ -78,7 +81,8 @@ async def _export_to_path(data: DataDir, path: Path, key_pem: bytes | None) -> B
     return summary
 
 
-async def _export(data: DataDir, out: BinaryIO, key_pem: bytes | None) -> BackupSummary:
+async def _export(data: DataDir, out: BinaryIO, keys: Keys | None) -> BackupSummary:
+    key_pem, actor_key_pem = keys if keys is not None else (None, None)
     store = Store(data.store_path)
     scratch = data.root / f".export-{uuid.uuid4().hex[:8]}"
     try:
@@ -106,9 +110,12 @@ async def _export(data: DataDir, out: BinaryIO, key_pem: bytes | None) -> Backup
             "artist": artist,
             "feed": {"sequence": latest.sequence, "cid": latest.cid} if latest else None,
             "key": key_pem is not None,
+            "actor_key": actor_key_pem is not None,
             "content": [{"cid": e.cid, "size": e.size} for e in entries],
         }
-        await asyncio.to_thread(write_archive, out, index, data, snapshot, key_pem, store, entries)
+        await asyncio.to_thread(
+            write_archive, out, index, data, snapshot, key_pem, actor_key_pem, store, entries
+        )
     finally:
         store.close()
         shutil.rmtree(scratch, ignore_errors=True)

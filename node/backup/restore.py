@@ -4,6 +4,9 @@ Restoring checks every block against its CID as it streams, rebuilds each file f
 through the store (which checks the whole file against the CAR's root), checks the feed chain,
 and moves the result into the data directory only once all of it passed: a refused archive
 leaves the target as it was. The admin token is not archived; a restore makes a new one.
+An archive without the actor key (made without --with-key, or before the actor key existed)
+restores a node that makes a new actor key when first opened: fediverse followers then fetch
+its new public key, as they do whenever an actor's key changes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from typing import IO, Any, BinaryIO
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from node.actorkey import ActorKey, as_actor_key
 from node.backup.archive import (
+    ACTOR_KEY_NAME,
     ARCHIVE_TYPE,
     ARCHIVE_VERSION,
     CAR_SUFFIX,
@@ -52,7 +57,7 @@ from node.settings import parse_config
 from node.signing import verify_document
 from node.store import Store
 
-# Entries a fresh data directory may already have: a filesystem's own, and the artist's key.
+# Entries a fresh data directory may already have: a filesystem's own, and the node's keys.
 IGNORED_ENTRIES = frozenset({"lost+found"})
 
 
@@ -65,10 +70,11 @@ async def import_node(
     """Restore a backup archive into `data_root`, a new data directory.
 
     `data_root` must not exist, be empty, or hold only the artist's `key.pem` (for an archive
-    made without the key); any other content is refused. `archive_passphrase` is asked only
-    when the archive holds the key. Every block is checked against its CID, every file against
-    its root, and the feed chain against the artist's key; anything wrong refuses the whole
-    archive with the reason and leaves `data_root` exactly as it was.
+    made without the key) and perhaps the actor's `actor-key.pem`; anything else is refused.
+    `archive_passphrase` is asked once, only when the archive holds the keys. Every block is
+    checked against its CID, every file against its root, and the feed chain against the
+    artist's key; anything wrong refuses the whole archive with the reason and leaves
+    `data_root` exactly as it was.
     """
     name = str(source) if isinstance(source, Path) else "archive"
     existing_key = _check_target(data_root)
@@ -105,7 +111,7 @@ def _check_target(root: Path) -> bool:
     if not root.is_dir():
         raise UsageError(f"{root}: not a directory")
     entries = {entry.name for entry in root.iterdir()} - IGNORED_ENTRIES
-    others = sorted(entries - {KEY_NAME})
+    others = sorted(entries - {KEY_NAME, ACTOR_KEY_NAME})
     if others:
         shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
         raise UsageError(
@@ -131,9 +137,11 @@ class _Restore:
         self.staging = staging
         self.existing_key = existing_key
         self.archive_passphrase = archive_passphrase
+        self.passphrase: str | None = None  # asked once, for both keys
         self.index: dict[str, Any] = {}
         self.identity: Identity | None = None
         self.key_from_archive = False
+        self.actor_key: ActorKey | None = None  # from the archive
         self.expected: dict[str, int] = {}
         self.restored: set[str] = set()
 
@@ -194,11 +202,16 @@ class _Restore:
                     write_private(self.staging / ROTATION_NAME, body)
                 elif member.name == KEY_NAME and store is None and not self.key_from_archive:
                     self._read_key(read_small(source, member, MAX_KEY_BYTES))
+                elif (
+                    member.name == ACTOR_KEY_NAME
+                    and store is None
+                    and self.key_from_archive
+                    and self.actor_key is None
+                ):
+                    self._read_actor_key(read_small(source, member, MAX_KEY_BYTES))
                 elif member.name.startswith(CONTENT_PREFIX) and member.name.endswith(CAR_SUFFIX):
-                    if self.index.get("key") and not self.key_from_archive:
-                        raise VerificationError(
-                            f"{self.name}: the index lists a key, none is there"
-                        )
+                    if store is None:
+                        self._check_key_read()
                     if store is None:
                         store = Store(self.staging / "store")
                     self._read_car(member.name, source, store)
@@ -214,6 +227,8 @@ class _Restore:
     def _check_key_read(self) -> None:
         if self.index.get("key") is True and not self.key_from_archive:
             raise VerificationError(f"{self.name}: the index lists a key, none is there")
+        if self.index.get("actor_key") is True and self.actor_key is None:
+            raise VerificationError(f"{self.name}: the index lists an actor key, none is there")
 
     def _read_index(self, body: bytes) -> None:
         index = parse_json(body, INDEX_NAME)
@@ -239,6 +254,16 @@ class _Restore:
                 f"{self.root}: already holds a key.pem and the archive brings the artist's key;"
                 " restore into an empty directory"
             )
+        if index.get("actor_key") is True:
+            if index.get("key") is not True:
+                raise VerificationError(
+                    f"{self.name}: {INDEX_NAME} lists the actor key without the artist's"
+                )
+            if (self.root / ACTOR_KEY_NAME).exists():
+                raise UsageError(
+                    f"{self.root}: already holds an {ACTOR_KEY_NAME} and the archive brings"
+                    " the actor key; restore into an empty directory"
+                )
         if index.get("key") is not True:
             if not self.existing_key:
                 raise IdentityError(
@@ -259,9 +284,8 @@ class _Restore:
     def _read_key(self, pem: bytes) -> None:
         if self.index.get("key") is not True:
             raise VerificationError(f"{self.name}: holds a key its index does not list")
-        passphrase = self.archive_passphrase()
         try:
-            key = serialization.load_pem_private_key(pem, passphrase.encode())
+            key = serialization.load_pem_private_key(pem, self._passphrase().encode())
         except (ValueError, TypeError) as e:
             raise IdentityError(f"{self.name}: {KEY_NAME}: wrong passphrase or damaged key") from e
         if not isinstance(key, Ed25519PrivateKey):
@@ -270,6 +294,21 @@ class _Restore:
         self._check_artist(identity, f"{self.name}: {KEY_NAME}")
         self.identity = identity
         self.key_from_archive = True
+
+    def _read_actor_key(self, pem: bytes) -> None:
+        if self.index.get("actor_key") is not True:
+            raise VerificationError(f"{self.name}: holds an actor key its index does not list")
+        what = f"{self.name}: {ACTOR_KEY_NAME}"
+        try:
+            key = serialization.load_pem_private_key(pem, self._passphrase().encode())
+        except (ValueError, TypeError) as e:
+            raise IdentityError(f"{what}: wrong passphrase or damaged key") from e
+        self.actor_key = as_actor_key(key, what)
+
+    def _passphrase(self) -> str:
+        if self.passphrase is None:
+            self.passphrase = self.archive_passphrase()
+        return self.passphrase
 
     def _check_artist(self, identity: Identity, what: str) -> None:
         artist = self.index["artist"]
@@ -309,12 +348,17 @@ class _Restore:
             store.close()
         if self.key_from_archive:
             _write_key(self.staging / KEY_NAME, identity)
+        if self.actor_key is not None:
+            passphrase = os.environ.get(PASSPHRASE_ENV) or None
+            write_private(self.staging / ACTOR_KEY_NAME, self.actor_key.pem(passphrase))
         DataDir(self.staging).write_admin_token()
 
     def move_into_place(self) -> None:
         names = [CONFIG_NAME, CATALOG_NAME, "store", "admin-token"]
         if self.key_from_archive:
             names.append(KEY_NAME)
+        if self.actor_key is not None:
+            names.append(ACTOR_KEY_NAME)
         if (self.staging / ROTATION_NAME).exists():
             names.append(ROTATION_NAME)
         for entry in names:

@@ -1,4 +1,4 @@
-"""The SQLite catalog: the artist's tracks and feeds, follows, WebSub, pins — one area a module.
+"""The SQLite catalog: tracks and feeds, follows, WebSub, pins, the fediverse — an area a module.
 
 This package is the only code that opens SQLite: the catalog database here, and the content
 store's block index (`blocks.py`). One connection serves the catalog, made by `open_catalog`:
@@ -27,6 +27,14 @@ from pathlib import Path
 
 import aiosqlite
 
+from node.catalog.fediverse import (
+    DELIVERY_STATES,
+    Delivery,
+    FediverseFollower,
+    FediversePost,
+    FediverseReads,
+    FediverseWrites,
+)
 from node.catalog.follows import (
     FeedReplacement,
     FollowedFeed,
@@ -44,11 +52,15 @@ from node.catalog.websub import HubSubscriber, WebSubReads, WebSubSubscription, 
 from node.errors import CatalogError
 
 __all__ = [
+    "DELIVERY_STATES",
     "MIGRATIONS",
     "PIN_STATES",
     "PIN_WANTS",
     "Catalog",
     "CatalogWrite",
+    "Delivery",
+    "FediverseFollower",
+    "FediversePost",
     "FeedRecord",
     "FeedReplacement",
     "FollowRecord",
@@ -65,11 +77,11 @@ __all__ = [
 ]
 
 
-class CatalogWrite(TrackWrites, FollowWrites, WebSubWrites, PinWrites):
+class CatalogWrite(TrackWrites, FollowWrites, WebSubWrites, PinWrites, FediverseWrites):
     """The write operations (and every read), only available inside `Catalog.transaction()`."""
 
 
-class Catalog(TrackReads, FollowReads, WebSubReads, PinReads):
+class Catalog(TrackReads, FollowReads, WebSubReads, PinReads, FediverseReads):
     """An open catalog. Use `async with open_catalog(path) as catalog`."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:

@@ -154,6 +154,52 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX follow_rotations_by_previous ON follow_rotations(previous_artist);
     """,
+    # 5: the fediverse (node/catalog/fediverse.py): ActivityPub followers, blocked domains, the
+    # post of each track, and the durable queue of outbound activities, one row per inbox.
+    """
+    CREATE TABLE fediverse_followers (
+        actor TEXT PRIMARY KEY,
+        inbox TEXT NOT NULL,
+        shared_inbox TEXT,
+        domain TEXT NOT NULL,
+        acct TEXT,
+        follow_id TEXT,
+        followed_at TEXT NOT NULL
+    );
+    CREATE INDEX fediverse_followers_by_domain ON fediverse_followers(domain);
+    CREATE TABLE fediverse_blocks (
+        domain TEXT PRIMARY KEY,
+        blocked_at TEXT NOT NULL
+    );
+    CREATE TABLE fediverse_posts (
+        track TEXT PRIMARY KEY,
+        object_id TEXT NOT NULL UNIQUE,
+        object TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        published TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE TABLE fediverse_activities (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        activity_id TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL,
+        queued TEXT NOT NULL
+    );
+    CREATE TABLE fediverse_deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        activity INTEGER NOT NULL REFERENCES fediverse_activities(id) ON DELETE CASCADE,
+        inbox TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL DEFAULT 0,
+        last_error TEXT,
+        queued TEXT NOT NULL,
+        updated TEXT,
+        UNIQUE (activity, inbox)
+    );
+    CREATE INDEX fediverse_deliveries_due ON fediverse_deliveries(state, next_attempt);
+    """,
 )
 
 

@@ -65,8 +65,7 @@ async def cmd_follow(args: argparse.Namespace) -> int:
             if args.target.startswith("did:"):
                 if not args.mirror:
                     raise UsageError(f"{args.target}: give the node's URL to follow it")
-                follow = await service.find(args.target)
-                failures = await service.set_mirror(follow.artist, True, progress)
+                follow, failures = await service.mirror_followed(args.target, progress)
                 for line in failures:
                     print(f"stave: not mirrored: {line}", file=sys.stderr)
                 print(f"Mirroring {follow.name} ({follow.artist})")

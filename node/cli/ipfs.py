@@ -4,7 +4,6 @@ and `verify ipns://NAME`."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from node.cli.common import (
@@ -15,7 +14,7 @@ from node.cli.common import (
     print_json,
     print_rows,
 )
-from node.datadir import DataDir, open_node
+from node.datadir import open_node
 from node.errors import UsageError
 
 
@@ -68,21 +67,12 @@ async def cmd_pin(args: argparse.Namespace) -> int:
 async def verify_ipns_name(args: argparse.Namespace) -> int:
     """`stave verify ipns://NAME`: the feed the name points to, checked against its signer,
     through this node's Kubo when there is a node, else through the default Kubo API."""
-    from node.kubo import KuboClient
-    from node.pinning import AUTHORIZATION_ENV, kubo_client
-    from node.verify import verify_ipns
+    from node.verify import verify_ipns_at
 
     name = args.path.removeprefix("ipns://").strip("/")
     if not name or "/" in name:
         raise UsageError(f"{args.path}: give ipns://NAME, the name alone")
-    data = DataDir(data_dir(args))
-    if data.config_path.exists():
-        async with open_node(data.root) as node, kubo_client(node) as client:
-            verdict = await verify_ipns(name, client)
-    else:
-        authorization = os.environ.get(AUTHORIZATION_ENV) or None
-        async with KuboClient(authorization=authorization) as client:
-            verdict = await verify_ipns(name, client)
+    verdict = await verify_ipns_at(data_dir(args), name)
     if args.json:
         print_json(verdict.to_json())
     else:

@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from node.catalog import TrackRecord, open_catalog
 from node.cli.common import (
@@ -21,7 +22,6 @@ from node.cli.common import (
 )
 from node.cli.ipfs import verify_ipns_name
 from node.datadir import DataDir, open_node
-from node.errors import UsageError
 from node.publish import Publisher, TrackChoices, audio_sources, init_node
 from node.terms import check_use
 
@@ -35,7 +35,12 @@ async def cmd_init(args: argparse.Namespace) -> int:
 
 
 async def cmd_id(args: argparse.Namespace) -> int:
-    print(DataDir(data_dir(args)).load_identity().did)
+    # The did stays alone on the first line: scripts read it with `stave id | head -n 1`.
+    data = DataDir(data_dir(args))
+    did = data.load_identity().did
+    config = data.load_config()
+    host = urlsplit(config["node.url"]).netloc
+    print(f"{did}\nfediverse: @{config['fediverse.handle']}@{host}")
     return 0
 
 
@@ -170,17 +175,10 @@ async def cmd_cat(args: argparse.Namespace) -> int:
 async def cmd_verify(args: argparse.Namespace) -> int:
     if args.path.startswith("ipns://"):
         return await verify_ipns_name(args)
-    from node.verify import verify_file
+    from node.verify import verify_file_at
 
     path = Path(args.path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    data = DataDir(data_dir(args))
-    if data.catalog_path.exists():
-        async with open_catalog(data.catalog_path) as catalog:
-            verdict = await verify_file(path, catalog, use_feed=not args.offline)
-    else:
-        verdict = await verify_file(path, None, use_feed=not args.offline)
+    verdict = await verify_file_at(data_dir(args), path, use_feed=not args.offline)
     if args.json:
         print_json(verdict.to_json())
     else:

@@ -111,6 +111,14 @@ class FollowService(FeedSync):
         tracks = await self.federation.catalog.followed_tracks(artist)
         return await self.mirror.fetch(replace(follow, mirror=True), tracks, progress)
 
+    async def mirror_followed(
+        self, did_or_url: str, progress: ProgressCallback | None = None
+    ) -> tuple[FollowRecord, list[str]]:
+        """`stave follow DID --mirror`: start mirroring an artist already followed. Returns the
+        follow and one line per file that could not be fetched."""
+        follow = await self.find(did_or_url)
+        return follow, await self.set_mirror(follow.artist, True, progress)
+
     async def unfollow(self, did_or_url: str) -> FollowRecord:
         """Stop following an artist (by did or node URL): unsubscribe, forget, remove content."""
         follow = await self.find(did_or_url)
