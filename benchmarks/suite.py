@@ -203,12 +203,43 @@ def parse_load(output: str) -> list[Figure]:
     ]  # fmt: skip
 
 
+def parse_fediverse(output: str) -> list[Figure]:
+    raw = _number(_search(r"^raw RSA-2048 sign .*: ([\d,]+)/s", output)[1])
+    figures = []
+    for scenario in ("shared inboxes", "personal inboxes"):
+        label = re.escape(f"[{scenario}]")
+        total = re.search(rf"^{label} publish to last delivery: ([\d.]+) s", output, re.M)
+        if total is None:
+            continue
+        rss = _search(rf"^{label} stave run peak RSS: ([\d.]+) MB \(VmHWM; ([\d.]+) MB", output)
+        rate = _search(rf"^{label} deliveries: ([\d,]+) deliveries/s", output)
+        followers = _search(rf"^{label} (\d+) followers, (\d+) inboxes", output)
+        where = f"{followers[1]} followers, {followers[2]} inboxes"
+        figures += [
+            Figure("fediverse_fanout", f"one track to {where}: publish to last delivery",
+                   _number(total[1]), "s", None, "-", 60.0, True, "value"),
+            Figure("fediverse_fanout", f"{where}: stave run peak RSS", _number(rss[1]), "MB",
+                   _number(rss[2]), "the same node before publishing", 100.0, True, "value"),
+            Figure("fediverse_fanout", f"{where}: deliveries per second", _number(rate[1]),
+                   "deliveries/s", raw, "raw RSA-2048 sign", None, False, "ratio"),
+        ]  # fmt: skip
+    if not figures:
+        raise ValueError("no scenario lines in the output")
+    return figures
+
+
 BENCHMARKS = [
     Benchmark("cid_throughput", [], ["--mib", "64"], parse_cid),
     Benchmark("serve", [], ["--tracks", "200", "--duration", "3", "--rounds", "1"], parse_serve),
     Benchmark("federation", [], ["--feeds", "200", "--tracks", "5"], parse_federation),
     Benchmark("kubo_add", [], ["--mib", "50", "--rounds", "2"], parse_kubo),
     Benchmark("idle", [], ["--settle", "5", "--starts", "3"], parse_idle),
+    Benchmark(
+        "fediverse_fanout",
+        [],
+        ["--followers", "2000", "--inboxes", "100", "--no-personal"],
+        parse_fediverse,
+    ),
 ]
 if (ROOT / "benchmarks" / "load.py").exists():
     BENCHMARKS.append(

@@ -60,6 +60,10 @@ class FederationError(StaveError):
     """Talking to another node failed or was refused."""
 
 
+class Gone(FederationError):
+    """A remote server answered 404 or 410 for a document: it is gone, not just unreachable."""
+
+
 def excerpt(value: object, limit: int = 80) -> str:
     """`repr(value)` cut to `limit` characters: how a message quotes a value from untrusted input,
     so that a hostile document can never make an error message long or multi-line."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from node.catalog import CatalogWrite, FeedRecord, TrackRecord
 from node.datadir import Node, init_data_dir, open_node
 from node.errors import StoreError, UsageError
+from node.fediverse.outbox import queue_post_changes
 from node.feed import build_feed, format_timestamp, serialize
 from node.identity import Identity
 from node.manifest import build_manifest, content_ref
@@ -283,6 +284,8 @@ class Publisher:
             expires=document["expires"],
         )
         await tx.append_feed(record)
+        # The fediverse posts change with the feed, in the same transaction (node/fediverse/).
+        await queue_post_changes(tx, self.node)
         return record
 
     async def _queue_pins(

@@ -141,9 +141,12 @@ async def log_in(client: Client, root: Path, **headers: str) -> tuple[Admin, Any
 
 async def catalog_state(client: Client) -> list[tuple[str, int, str | None]]:
     catalog = client.server.app[NODE].catalog
-    return [
+    tracks = [
         (t.id, t.revision, t.withdrawn_at) for t in await catalog.tracks(include_withdrawn=True)
     ]
+    followers = [(f.actor, None, f.inbox) for f in await catalog.fediverse_followers()]
+    blocks = [(domain, 0, None) for domain in await catalog.blocked_domains()]
+    return tracks + followers + blocks
 
 
 # --- logging in ---------------------------------------------------------------------------------
@@ -256,9 +259,14 @@ async def test_every_admin_post_needs_the_session_and_its_csrf_token(
     bare = manifest["id"].removeprefix("urn:uuid:")
     admin, _ = await log_in(client, web_data_dir)
     posts = admin_posts(client.server.app)
-    assert len(posts) == 8
+    assert len(posts) == 11
     before = await catalog_state(client)
-    fields = {"title": "Changed", "url": "http://127.0.0.1:9/", "did": "did:key:z6Mk"}
+    fields = {
+        "title": "Changed",
+        "url": "http://127.0.0.1:9/",
+        "did": "did:key:z6Mk",
+        "domain": "blocked.example",
+    }
     for path in posts:
         if path == "/admin/login":
             continue
@@ -284,6 +292,7 @@ async def test_every_form_on_every_admin_page_carries_the_csrf_token(
         f"/admin/tracks/{bare}",
         f"/admin/tracks/{bare}/withdraw",
         "/admin/follows",
+        "/admin/followers",
     ):
         page = await admin.get(path)
         forms = [f for f in page.forms if f["attrs"].get("method") == "post"]

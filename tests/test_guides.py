@@ -19,7 +19,7 @@ from node.settings import SETTINGS
 from tests.support.paths import PROJECT_ROOT
 
 DOCS = PROJECT_ROOT / "docs"
-GUIDES = ["raspberry-pi.md", "vps.md", "upgrading.md", "backup.md"]
+GUIDES = ["raspberry-pi.md", "vps.md", "upgrading.md", "backup.md", "fediverse.md"]
 UNIT = DOCS / "stave.service"
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
 # A `stave` that is a command: not part of a path, a user name in `-u stave`, or `stave-…`.

@@ -163,6 +163,19 @@ class FediverseReads(Area):
         )
         return None if row is None else _post(row)
 
+    async def tracks_needing_posts(self) -> list[str]:
+        """The ids of tracks whose post is missing or behind them, oldest published first: a
+        current track with no post or an older revision's, a withdrawn one whose post is not
+        yet a Tombstone. Answered from the ids and revisions alone, no manifest read."""
+        sql = (
+            "SELECT t.id FROM tracks t LEFT JOIN fediverse_posts p ON p.track = t.id"
+            " WHERE (t.withdrawn_at IS NULL"
+            "   AND (p.track IS NULL OR (p.deleted = 0 AND p.revision != t.revision)))"
+            " OR (t.withdrawn_at IS NOT NULL AND p.track IS NOT NULL AND p.deleted = 0)"
+            " ORDER BY t.published, t.id"
+        )
+        return [row[0] for row in await self._rows(sql)]
+
     async def due_deliveries(self, now: float, limit: int = 64) -> list[Delivery]:
         """Pending deliveries due at `now`, the longest waiting first."""
         sql = (

@@ -8,7 +8,8 @@ token (node/web/sessions.py). Uploads go through the admin API's own handler
 all-or-nothing publishing), with the session and its CSRF token, sent in the `X-CSRF-Token`
 header by the script or in the form's `?csrf=` by a plain form post, in place of the bearer
 token. Follows use the running node's
-federation service (node/federation/follows.py).
+federation service (node/federation/follows.py); fediverse followers and blocked domains
+go through node/fediverse/followers.py, as `stave fediverse` does.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from node import pinning
 from node.catalog import TrackRecord
 from node.errors import FederationError, StaveError, UsageError, VerificationError
 from node.federation.outcomes import follow_json
+from node.fediverse.followers import block_domain, follower_json, remove_follower, unblock_domain
 from node.web.requests import track_id_from_path
 from node.web.sessions import (
     COOKIE_PATH,
@@ -42,6 +44,7 @@ from node.web.views import TrackView
 
 ADMIN = "/admin"
 FOLLOWS = ADMIN + "/follows"
+FOLLOWERS = ADMIN + "/followers"
 AI_TRAINING_CHOICES = (
     ("notAllowed", "Not allowed without my permission"),
     ("constrained", "Only on my conditions"),
@@ -347,6 +350,61 @@ class AdminPages(TrackUploads):
             return _to_follows(session, str(e), "error")
         return _to_follows(session, f"No longer following {follow.name or follow.artist}.")
 
+    # --- fediverse followers ------------------------------------------------------------------
+
+    async def followers_page(self, request: web.Request, session: Session) -> web.StreamResponse:
+        """`GET /admin/followers`: who follows the artist on the fediverse; blocked domains."""
+        catalog = request.config_dict[NODE].catalog
+        context = {
+            "session": session,
+            "notices": session.take_notices(),
+            "followers": [follower_json(f) for f in await catalog.fediverse_followers()],
+            "blocked": await catalog.blocked_domains(),
+        }
+        return admin_render(request, "admin_followers.html", context)
+
+    async def remove_follower(
+        self, request: web.Request, session: Session, fields: Mapping[str, str]
+    ) -> web.StreamResponse:
+        """`POST /admin/followers/remove`: stop delivering to one follower."""
+        try:
+            follower = await remove_follower(
+                request.config_dict[NODE].catalog, fields.get("actor", "")
+            )
+        except UsageError as e:
+            return _to_followers(session, str(e), "error")
+        return _to_followers(session, f"Removed {follower.acct or follower.actor}.")
+
+    async def block_domain(
+        self, request: web.Request, session: Session, fields: Mapping[str, str]
+    ) -> web.StreamResponse:
+        """`POST /admin/followers/block`: remove a domain's followers and refuse its requests."""
+        domain = fields.get("domain", "")
+        try:
+            removed = await block_domain(request.config_dict[NODE].catalog, domain)
+        except UsageError as e:
+            return _to_followers(session, str(e), "error")
+        return _to_followers(
+            session, f"Blocked {domain.strip().lower()}: {removed} follower(s) removed."
+        )
+
+    async def unblock_domain(
+        self, request: web.Request, session: Session, fields: Mapping[str, str]
+    ) -> web.StreamResponse:
+        """`POST /admin/followers/unblock`: take a domain's requests again."""
+        try:
+            domain = await unblock_domain(
+                request.config_dict[NODE].catalog, fields.get("domain", "")
+            )
+        except UsageError as e:
+            return _to_followers(session, str(e), "error")
+        return _to_followers(session, f"Unblocked {domain}.")
+
+
+def _to_followers(session: Session, text: str, kind: str = "done") -> web.Response:
+    session.notify(text, kind)
+    return see_other(FOLLOWERS)
+
 
 def _form_values(view: TrackView) -> dict[str, str]:
     """What the edit form shows of a track now, by field name (`TRACK_FIELDS`)."""
@@ -404,3 +462,7 @@ def setup(app: web.Application) -> None:
     router.add_post(FOLLOWS, pages.form(pages.follow))
     router.add_post(ADMIN + "/follows/mirror", pages.form(pages.set_mirror))
     router.add_post(ADMIN + "/follows/unfollow", pages.form(pages.unfollow))
+    router.add_get(FOLLOWERS, pages.page(pages.followers_page))
+    router.add_post(FOLLOWERS + "/remove", pages.form(pages.remove_follower))
+    router.add_post(FOLLOWERS + "/block", pages.form(pages.block_domain))
+    router.add_post(FOLLOWERS + "/unblock", pages.form(pages.unblock_domain))

@@ -19,6 +19,7 @@ from node.web.content import setup as setup_content
 from node.web.crawlers import setup as setup_crawlers
 from node.web.errors import error_middleware
 from node.web.federation import setup as setup_federation
+from node.web.fediverse import setup as setup_fediverse
 from node.web.feedcache import FeedCache
 from node.web.feeds import setup as setup_feeds
 from node.web.limits import setup as setup_limits
@@ -43,6 +44,7 @@ ROUTES: tuple[Setup, ...] = (
     setup_admin,
     setup_api,
     setup_federation,
+    setup_fediverse,  # after federation: its lifecycle uses federation's connection
 )
 
 

@@ -7,11 +7,13 @@ checks the artist's signatures in the browser. Content is linked by CID under /i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from node.fediverse.documents import ActorUrls, acct
 from node.terms import DATA_MINING_USES, Terms
 from node.web.csp import allow_framing
 from node.web.csp import setup as setup_csp
@@ -35,7 +37,8 @@ async def artist_page(request: web.Request) -> web.Response:
     node = request.config_dict[NODE]
     terms = request.config_dict[PUBLISHER].default_terms()
     tracks = [TrackView.of(t) for t in await node.catalog.tracks()]
-    context = {"tracks": tracks, "follow_url": node.base_url}
+    account = acct(node.config["fediverse.handle"], ActorUrls.of(node.base_url))
+    context = {"tracks": tracks, "follow_url": node.base_url, "fediverse_account": "@" + account}
     return _render_terms(request, "artist.html", terms, context)
 
 
@@ -57,6 +60,21 @@ async def track_page(request: web.Request) -> web.Response:
     view = TrackView.of(track)
     embed_url = f"{request.config_dict[NODE].base_url}embed/{view.uuid}"
     return render(request, "track.html", {"track": view, "embed_url": embed_url})
+
+
+async def manifest_json(request: web.Request) -> web.Response:
+    """`GET /tracks/{id}/manifest.json`: the track's current signed manifest (what its
+    fediverse post links to); 404 when unknown, 410 once withdrawn."""
+    track_id = track_id_from_path(request.match_info["id"])
+    track = await request.config_dict[NODE].catalog.track(track_id)
+    if track.withdrawn_at is not None:
+        raise web.HTTPGone(text=f"track {track.id}: withdrawn at {track.withdrawn_at}\n")
+    body = json.dumps(track.manifest, ensure_ascii=False, separators=(",", ":"))
+    return web.Response(
+        text=body,
+        content_type="application/json",
+        headers={"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"},
+    )
 
 
 async def embed_page(request: web.Request) -> web.Response:
@@ -116,6 +134,7 @@ def setup(app: web.Application) -> None:
     browser security headers of every page to `app`."""
     app.router.add_get("/", artist_page)
     app.router.add_get("/tracks/{id}", track_page)
+    app.router.add_get("/tracks/{id}/manifest.json", manifest_json)
     app.router.add_get("/terms", terms_page)
     app.router.add_get("/embed/{id}", embed_page)
     app.router.add_static(STATIC_PREFIX, static_dir())

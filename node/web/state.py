@@ -10,6 +10,7 @@ from aiohttp import web
 
 from node.datadir import Node
 from node.federation.runtime import FederationRuntime
+from node.fediverse.runtime import FediverseRuntime
 from node.publish import Publisher
 from node.web.feedcache import FeedCache
 from node.web.metrics import Metrics
@@ -21,3 +22,4 @@ METRICS = web.AppKey("metrics", Metrics)
 FEEDS = web.AppKey("feeds", FeedCache)
 CRAWLER_SIGNALS = web.AppKey("crawler_signals", CrawlerSignals)
 FEDERATION = web.AppKey("federation", FederationRuntime)
+FEDIVERSE = web.AppKey("fediverse", FediverseRuntime)
