@@ -228,12 +228,36 @@ def parse_fediverse(output: str) -> list[Figure]:
     return figures
 
 
+def parse_transcode(output: str) -> list[Figure]:
+    minutes = _number(_search(r"^track: ([\d.]+) s", output)[1]) / 60
+    figures = []
+    for name in ("WAV", "FLAC"):
+        speed = _search(
+            rf"^transcode {name} to Opus 128 kb/s: ([\d.]+)x real time.*"
+            r"decoding alone ([\d.]+)x real time",
+            output,
+        )
+        figures.append(
+            Figure("transcode", f"{name} to Opus 128 kb/s, {minutes:g}-minute track, one core",
+                   _number(speed[1]), "x real time", _number(speed[2]), "PyAV decoding alone",
+                   20.0, False, "value")
+        )  # fmt: skip
+    album = _search(r"^album: (\d+) WAVs of (\d+) MiB", output)
+    rss = _search(r"^stave add DIR peak RSS: ([\d.]+) MB; stave --version ([\d.]+) MB", output)
+    figures.append(
+        Figure("transcode", f"stave add DIR peak RSS, {album[1]} WAVs of {album[2]} MiB",
+               _number(rss[1]), "MB", _number(rss[2]), "stave --version", 150.0, True, "value")
+    )  # fmt: skip
+    return figures
+
+
 BENCHMARKS = [
     Benchmark("cid_throughput", [], ["--mib", "64"], parse_cid),
     Benchmark("serve", [], ["--tracks", "200", "--duration", "3", "--rounds", "1"], parse_serve),
     Benchmark("federation", [], ["--feeds", "200", "--tracks", "5"], parse_federation),
     Benchmark("kubo_add", [], ["--mib", "50", "--rounds", "2"], parse_kubo),
     Benchmark("idle", [], ["--settle", "5", "--starts", "3"], parse_idle),
+    Benchmark("transcode", [], ["--minutes", "1", "--tracks", "3", "--mib", "10"], parse_transcode),
     Benchmark(
         "fediverse_fanout",
         [],

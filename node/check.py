@@ -5,8 +5,9 @@ and walks the chain of feed documents. What it finds is of two weights:
 
 - a *problem* is damage: content that no longer hashes to its CID, content the catalog
   references but the store lacks, a feed document that does not verify or does not follow the
-  one before it, a catalog row that disagrees with the signed document it stands for, and a
-  withdrawn track whose content is still stored (and so still served);
+  one before it, a catalog row that disagrees with the signed document it stands for, a release
+  that does not verify or lists what is not a current track (node/releasecheck.py), and a
+  withdrawn track or release whose content is still stored (and so still served);
 - a *notice* is what an interrupted write leaves behind — a file nothing references yet, a
   half-written file in `tmp/` — or mirrored content the next sync has yet to fetch. Publishing
   stores content before the catalog transaction that references it, so a crash at any moment
@@ -27,13 +28,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from node.catalog import FeedRecord, TrackRecord
+from node.catalog import FeedRecord, ReleaseRecord, TrackRecord
 from node.cid import CID
 from node.datadir import Node
 from node.errors import IdentityError, StaveError, VerificationError, excerpt
 from node.feed import FollowState, judge_feed, parse_json, parse_timestamp
 from node.keys import artist_dids
 from node.manifest import verify_manifest
+from node.releasecheck import latest_feed_problems, release_covers, release_problems
 
 # Feed snapshots are small JSON documents; anything larger is not one Stave wrote.
 MAX_FEED_BYTES = 64 * 1024 * 1024
@@ -64,6 +66,7 @@ class CheckReport:
 
     files: int = 0
     tracks: int = 0
+    releases: int = 0
     feeds: int = 0
     findings: list[Finding] = field(default_factory=list)
     repaired: list[Finding] = field(default_factory=list)
@@ -85,7 +88,12 @@ class CheckReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
-            "checked": {"files": self.files, "tracks": self.tracks, "feeds": self.feeds},
+            "checked": {
+                "files": self.files,
+                "tracks": self.tracks,
+                "releases": self.releases,
+                "feeds": self.feeds,
+            },
             "problems": [f.to_json() for f in self.problems],
             "notices": [f.to_json() for f in self.notices],
             "repaired": [f.to_json() for f in self.repaired],
@@ -102,13 +110,17 @@ async def check_node(node: Node, *, repair: bool = False) -> CheckReport:
     report = CheckReport()
     stored = await asyncio.to_thread(_check_files, node, report)
     tracks = await node.catalog.tracks(include_withdrawn=True)
+    releases = await node.catalog.releases(include_withdrawn=True)
     feeds = await node.catalog.feeds()
     mirrored = await node.catalog.mirrored_cids()
     report.tracks = sum(1 for t in tracks if t.withdrawn_at is None)
+    report.releases = sum(1 for r in releases if r.withdrawn_at is None)
     report.feeds = len(feeds)
-    _check_references(report, stored, tracks, feeds, mirrored)
+    _check_references(report, stored, tracks, releases, feeds, mirrored)
     _check_tracks(node, report, tracks, stored)
-    await asyncio.to_thread(_check_feed_chain, node, report, feeds, tracks, stored)
+    for subject, message in release_problems(node, releases, tracks, stored):
+        report.findings.append(Finding("problem", "release", subject, message))
+    await asyncio.to_thread(_check_feed_chain, node, report, feeds, tracks, releases, stored)
     _find_leftovers(node, report)
     _check_actor_key(node, report)
     if repair:
@@ -159,6 +171,7 @@ def _check_references(
     report: CheckReport,
     stored: dict[str, bool],
     tracks: list[TrackRecord],
+    releases: list[ReleaseRecord],
     feeds: list[FeedRecord],
     mirrored: set[str],
 ) -> None:
@@ -166,7 +179,12 @@ def _check_references(
     own: dict[str, str] = {}  # CID -> what references it, for messages
     withdrawn: dict[str, str] = {}
     for track in tracks:
-        for role, cid in (("audio", track.audio_cid), ("cover", track.cover_cid)):
+        renditions = [
+            ("rendition", r.get("cid"))
+            for r in track.manifest.get("renditions") or []
+            if isinstance(r, dict) and isinstance(r.get("cid"), str)
+        ]
+        for role, cid in (("audio", track.audio_cid), ("cover", track.cover_cid), *renditions):
             if cid is None:
                 continue
             what = f"track {track.id} ({track.title!r}) {role}"
@@ -174,6 +192,10 @@ def _check_references(
                 own[_normal(cid)] = what
             else:
                 withdrawn.setdefault(_normal(cid), what)
+    covers, withdrawn_covers = release_covers(releases)
+    own.update({_normal(cid): what for cid, what in covers.items()})
+    for cid, what in withdrawn_covers.items():
+        withdrawn.setdefault(_normal(cid), what)
     for feed in feeds:
         own[_normal(feed.cid)] = f"feed {feed.sequence}"
     mirrored = {_normal(cid) for cid in mirrored}
@@ -262,7 +284,7 @@ def _check_tracks(
                     f"{label}: the catalog says {row}, its signed manifest {signed}",
                 )
             )
-        for ref in (manifest["audio"], cover):
+        for ref in (manifest["audio"], cover, *manifest.get("renditions", [])):
             if not isinstance(ref, dict):
                 continue
             cid = ref.get("cid")
@@ -289,6 +311,7 @@ def _check_feed_chain(
     report: CheckReport,
     feeds: list[FeedRecord],
     tracks: list[TrackRecord],
+    releases: list[ReleaseRecord],
     stored: dict[str, bool],
 ) -> None:
     """Each feed follows the one before it, verifies against the key it was signed with (the
@@ -338,6 +361,9 @@ def _check_feed_chain(
         latest = document
     if latest is not None:
         _check_latest_feed(report, latest, feeds[-1], tracks)
+        for message in latest_feed_problems(latest, releases):
+            label = f"feed {feeds[-1].sequence}"
+            report.findings.append(Finding("problem", "feed", feeds[-1].cid, f"{label} {message}"))
 
 
 def _verified_feed(node: Node, record: FeedRecord, dids: list[str]) -> tuple[dict[str, Any], str]:

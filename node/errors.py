@@ -52,6 +52,10 @@ class TrackNotFound(CatalogError):
     """No track has that id."""
 
 
+class ReleaseNotFound(CatalogError):
+    """No release has that id."""
+
+
 class KuboError(StaveError):
     """Kubo's RPC API refused or failed a request."""
 

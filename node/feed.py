@@ -16,6 +16,7 @@ from typing import Any
 from node.cid import CID
 from node.errors import InvalidCID, VerificationError, excerpt
 from node.manifest import verify_manifest
+from node.release import check_release_tracks, track_versions, verify_release
 from node.signing import require_value, verify_document
 from node.terms import Terms
 
@@ -64,9 +65,13 @@ def build_feed(
     tracks: list[dict[str, Any]],
     withdrawn: list[tuple[str, str]],
     rotation: str | None = None,
+    releases: list[dict[str, Any]] | None = None,
+    withdrawn_releases: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """An unsigned feed document; `tracks` are signed manifests, newest first. `rotation` is the
     URL of the artist's key rotation statements, once there are any (docs/protocol-extensions.md).
+    `releases` are signed release documents, newest first, and `withdrawn_releases` their
+    tombstones ({"id", "at"}), as "Releases" in docs/protocol-extensions.md gives them.
     """
     document: dict[str, Any] = {
         "type": FEED_TYPE,
@@ -80,6 +85,8 @@ def build_feed(
         "terms": terms.to_json(),
         "tracks": tracks,
         "withdrawn": [{"id": track_id, "at": at} for track_id, at in withdrawn],
+        "releases": list(releases or []),
+        "withdrawnReleases": [{"id": w["id"], "at": w["at"]} for w in withdrawn_releases or []],
     }
     if rotation is not None:
         document["rotation"] = rotation
@@ -162,7 +169,37 @@ def verify_feed(
     for entry in withdrawn:
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
             raise VerificationError("feed has a malformed withdrawn entry")
+    _verify_releases(feed, state.artist, simple)
     return feed
+
+
+def _verify_releases(feed: dict[str, Any], artist: str, simple: bool) -> None:
+    """Raise unless every release of the feed is signed by `artist`, well formed, and made of
+    the feed's own tracks at their current revision and audio; and its tombstones are well
+    formed (docs/protocol-extensions.md, "Releases"). A feed without releases passes."""
+    releases = feed.get("releases", [])
+    withdrawn = feed.get("withdrawnReleases", [])
+    if not isinstance(releases, list) or not isinstance(withdrawn, list):
+        raise VerificationError("feed releases or withdrawnReleases is not a list")
+    versions = track_versions(feed["tracks"]) if releases else {}
+    seen: set[str] = set()
+    for release in releases:
+        verify_release(release, artist, within_simple=simple)
+        if release["id"] in seen:
+            raise VerificationError(f"release {excerpt(release['id'])}: listed twice in the feed")
+        seen.add(release["id"])
+        check_release_tracks(release, versions)
+    for entry in withdrawn:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("id"), str)
+            or not isinstance(entry.get("at"), str)
+        ):
+            raise VerificationError("feed has a malformed withdrawnReleases entry")
+        if entry["id"] in seen:
+            raise VerificationError(
+                f"release {excerpt(entry['id'])}: both listed and withdrawn in the feed"
+            )
 
 
 def judge_feed(
@@ -204,6 +241,7 @@ def _check_storable(feed: dict[str, Any]) -> None:
         refs = [("audio", manifest["audio"])]
         if manifest.get("cover") is not None:
             refs.append(("cover", manifest["cover"]))
+        refs += [("rendition", ref) for ref in manifest.get("renditions", [])]
         for what, ref in refs:
             if not isinstance(ref, dict) or not isinstance(ref.get("cid"), str):
                 raise VerificationError(f"{label}: {what} has no CID")

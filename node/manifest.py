@@ -69,11 +69,31 @@ def verify_manifest(manifest: Any, artist: str, *, within_simple: bool = False) 
     audio = manifest["audio"]
     if not isinstance(audio, Mapping) or not isinstance(audio.get("cid"), str):
         raise VerificationError(f"{label}: audio has no CID")
+    _check_renditions(manifest.get("renditions", []), label)
     try:
         verify_document(manifest, artist, within_simple=within_simple)
     except VerificationError as e:
         raise VerificationError(f"{label}: {e}") from e
     Terms.from_json(manifest["terms"])
+
+
+def _check_renditions(renditions: Any, label: str) -> None:
+    """`renditions` (node/renditions.py): listening copies, each a CID, a media type, a size
+    and a bitrate in bits per second, so that a follower can mirror and serve them."""
+    if not isinstance(renditions, list):
+        raise VerificationError(f"{label}: renditions is not a list")
+    for entry in renditions:
+        ok = isinstance(entry, Mapping) and isinstance(entry.get("cid"), str)
+        ok = ok and isinstance(entry.get("mediaType"), str)
+        ok = ok and all(_count(entry.get(key)) for key in ("size", "bitrate"))
+        if not ok:
+            raise VerificationError(
+                f"{label}: a rendition lacks a CID, media type, size or bitrate: {excerpt(entry)}"
+            )
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _plain(text: str) -> bool:

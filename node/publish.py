@@ -23,6 +23,8 @@ from node.fediverse.outbox import queue_post_changes
 from node.feed import build_feed, format_timestamp, serialize
 from node.identity import Identity
 from node.manifest import build_manifest, content_ref
+from node.release_sync import keep_releases_in_step
+from node.renditions import make_renditions, rendition_cids, retag_renditions
 from node.rotation import ROTATION_PATH
 from node.signing import sign_document
 from node.terms import Terms
@@ -72,6 +74,9 @@ class Publisher:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        # Covers of releases withdrawn with their last track, to remove after the commit; a
+        # cover a rolled-back transaction left referenced is kept (`_collect` checks).
+        self._dropped_covers: list[str] = []
 
     def default_terms(self) -> Terms:
         terms = Terms.from_config(self.node.config)
@@ -130,6 +135,9 @@ class Publisher:
     ) -> dict[str, Any]:
         """Store a tagged copy of `source` (and its cover) and sign its first manifest."""
         track_id = f"urn:uuid:{uuid.uuid4()}"
+        # The listening renditions first: transcoding is the long part, and until it ends
+        # nothing of this track is in the store but a file in tmp/.
+        renditions = await make_renditions(self.node, source, track_id, terms, created)
         audio = await asyncio.to_thread(self._tagged_copy, source, track_id, terms)
         created.append(audio.cid)
         cover = None
@@ -137,7 +145,11 @@ class Publisher:
             stored_cover = await asyncio.to_thread(self.node.store.put_bytes, info.cover.data)
             created.append(stored_cover.cid)
             cover = content_ref(stored_cover.cid, info.cover.media_type, stored_cover.size)
-        extra = {k: v for k, v in {"album": info.album, "creator": info.artist}.items() if v}
+        extra: dict[str, Any] = {
+            k: v for k, v in {"album": info.album, "creator": info.artist}.items() if v
+        }
+        if renditions:
+            extra["renditions"] = renditions
         return sign_document(
             build_manifest(
                 track_id=track_id,
@@ -174,6 +186,11 @@ class Publisher:
             audio = content_ref(stored.cid, old["audio"]["mediaType"], stored.size)
         try:
             unsigned = {k: v for k, v in old.items() if k != "proof"}
+            retagged = rendition_cids(old) if terms != Terms.from_json(old["terms"]) else []
+            if retagged:
+                unsigned["renditions"] = await retag_renditions(
+                    self.node, old["renditions"], track.id, terms, created
+                )
             unsigned.update(
                 revision=old["revision"] + 1,
                 title=(choices.title or old["title"]).strip(),
@@ -184,11 +201,12 @@ class Publisher:
             async with self.node.catalog.transaction() as tx:
                 await tx.put_track(manifest)
                 created.append((await self._next_feed(tx)).cid)
-                await self._queue_pins(tx, pin=created, unpin=[track.audio_cid])
+                unpin = [track.audio_cid, *retagged]
+                await self._queue_pins(tx, pin=created, unpin=unpin)
         except BaseException:
             await self._collect(created)
             raise
-        await self._collect([track.audio_cid])
+        await self._collect([track.audio_cid, *retagged])
         return manifest
 
     async def withdraw(self, track_id: str) -> TrackRecord:
@@ -199,14 +217,23 @@ class Publisher:
             async with self.node.catalog.transaction() as tx:
                 await tx.withdraw(track.id, format_timestamp(datetime.now(UTC)))
                 created.append((await self._next_feed(tx)).cid)
-                await self._queue_pins(
-                    tx, pin=created, unpin=[c for c in (track.audio_cid, track.cover_cid) if c]
-                )
+                gone = [c for c in (track.audio_cid, track.cover_cid) if c]
+                gone += rendition_cids(track.manifest)
+                await self._queue_pins(tx, pin=created, unpin=gone)
         except BaseException:
             await self._collect(created)
             raise
-        await self._collect([c for c in (track.audio_cid, track.cover_cid) if c])
+        await self._collect(gone + self._take_dropped_covers())
         return await self.node.catalog.track(track.id)
+
+    def _take_dropped_covers(self) -> list[str]:
+        """The covers of releases the last transaction withdrew with their last track."""
+        dropped, self._dropped_covers = self._dropped_covers, []
+        return dropped
+
+    async def publish_change(self, change: Callable[[CatalogWrite], Awaitable[None]]) -> FeedRecord:
+        """In one transaction, `change` and the next signed feed (`stave renditions make`)."""
+        return await self._feed_after(change)
 
     async def publish_feed(self) -> FeedRecord:
         """Sign the next feed document from the catalog as it is (also the first one)."""
@@ -256,6 +283,10 @@ class Publisher:
     async def _next_feed(self, tx: CatalogWrite) -> FeedRecord:
         latest = await tx.latest_feed()
         now = datetime.now(UTC)
+        dropped = await keep_releases_in_step(tx, self.node.identity, format_timestamp(now))
+        if dropped:  # a release lost its last track: its cover goes once this commits
+            await self._queue_pins(tx, pin=[], unpin=dropped)
+            self._dropped_covers += dropped
         tracks = [t.manifest for t in await tx.tracks()]
         document = build_feed(
             artist=self.node.identity.did,
@@ -268,6 +299,8 @@ class Publisher:
             terms=self.default_terms(),
             tracks=tracks,
             withdrawn=await tx.withdrawn(),
+            releases=[r.document for r in await tx.releases()],
+            withdrawn_releases=await tx.withdrawn_releases(),
             rotation=(
                 self.node.base_url + ROTATION_PATH
                 if self.node.data.rotation_path.exists()

@@ -91,6 +91,30 @@ def _handle(value: Any) -> str | None:
     )
 
 
+# A listening rendition (node/media/renditions.py): a codec and its bitrate in kb/s. Opus is
+# the one codec; libopus takes 6 to 510 kb/s (opus_encoder_ctl, OPUS_SET_BITRATE).
+RENDITION_PATTERN = re.compile(r"(opus):([0-9]{1,3})")
+OPUS_KBPS = (6, 510)
+
+
+def rendition_problem(text: object) -> str | None:
+    """Why `text` is not a rendition `media.renditions` accepts (`opus:128`), or None."""
+    match = RENDITION_PATTERN.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        return f"{text!r} is not CODEC:KBPS with codec opus (e.g. opus:128)"
+    low, high = OPUS_KBPS
+    if not low <= int(match[2]) <= high:
+        return f"{text!r}: opus takes {low} to {high} kb/s"
+    return None
+
+
+def _renditions(value: Any) -> str | None:
+    problems = [p for item in value if (p := rendition_problem(item)) is not None]
+    if not problems and len(set(value)) < len(value):
+        problems.append("each rendition once")
+    return f"must be a list of renditions: {problems[0]}" if problems else None
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("node", "name", "", "The artist or project name shown on the feed and pages.", str),
     Setting(
@@ -146,6 +170,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Days after which followers treat an unrefreshed feed as stale.",
         int,
         _positive,
+    ),
+    Setting(
+        "media",
+        "renditions",
+        ["opus:128"],
+        "Listening copies made of every track for phones and slow links, as CODEC:KBPS"
+        " (opus, 6 to 510 kb/s); [] for none. `stave renditions make` brings older tracks up"
+        " to date.",
+        list,
+        _renditions,
     ),
     Setting("server", "host", "127.0.0.1", "Address `stave run` listens on.", str),
     Setting("server", "port", 8080, "Port `stave run` listens on.", int, _port),
@@ -375,6 +409,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

@@ -83,7 +83,8 @@ def test_a_whole_node_checks_clean(node_dir: Path) -> None:
     status, report = check(node_dir)
     assert status == 0
     assert report["ok"] is True
-    assert report["checked"] == {"files": 7, "tracks": 2, "feeds": 4}
+    # Two tracks' audio, their listening renditions, a cover and four feeds.
+    assert report["checked"] == {"files": 9, "tracks": 2, "releases": 0, "feeds": 4}
     assert report["problems"] == [] and report["notices"] == []
     plain = stave(node_dir, "check")
     assert plain.returncode == 0 and plain.stdout == ""
@@ -145,7 +146,7 @@ def test_leftovers_of_an_interrupted_write_are_notices_that_repair_removes(node_
     assert not stored_file(node_dir, orphan.cid).exists()
     assert list((node_dir / "store" / "tmp").iterdir()) == []
     status, report = check(node_dir)
-    assert status == 0 and report["notices"] == [] and report["checked"]["files"] == 7
+    assert status == 0 and report["notices"] == [] and report["checked"]["files"] == 9
 
 
 def test_content_of_a_withdrawn_track_still_stored_is_a_problem_repair_removes(

@@ -315,6 +315,7 @@ async def follower_of(root: Path) -> Follower:
         assert follow.track_count == len(tracks)
         state = Follower(report, feed.sequence, feed.body, {t.id for t in tracks})
         state.content = {c for t in tracks for c in (t.audio_cid, t.cover_cid) if c}
+        state.content |= {r["cid"] for t in tracks for r in t.manifest.get("renditions", [])}
         state.stored = {c for c in state.content if node.store.has(c)}
     return state
 
@@ -431,7 +432,8 @@ def test_stave_sync_killed_while_mirroring_loses_nothing(
         starting, total = time_phases(stave_command(b, "sync"), download_begun())
         downloading = total - starting
         mirrored = asyncio.run(follower_of(b))
-        assert mirrored.stored == mirrored.content and len(mirrored.content) == 3
+        # three tracks, each with its listening rendition
+        assert mirrored.stored == mirrored.content and len(mirrored.content) == 6
         assert_clean(mirrored.report, set())
         artist.publish(size)
 
@@ -471,7 +473,8 @@ def test_stave_sync_killed_while_mirroring_loses_nothing(
             seed=SEED,
         )
         final = _sync_completes(b, artist)
-        assert final.stored == final.content and len(final.content) == 3 + 1 + MIRROR_TRIALS
+        tracks = 3 + 1 + MIRROR_TRIALS
+        assert final.stored == final.content and len(final.content) == 2 * tracks  # renditions
     repair_leaves_nothing(b)
     summary(
         capsys,

@@ -102,6 +102,7 @@ async def test_stave_add_pins_every_file_and_feed_under_stave_s_cids(
         queue = await queue_state(node.catalog)
     content = [m["audio"]["cid"] for m in manifests]
     content += [m["cover"]["cid"] for m in manifests if "cover" in m]
+    content += [r["cid"] for m in manifests for r in m["renditions"]]  # the listening copies
     assert len(feeds) == 1
     assert queue.pinned == len(set(content + feeds))
     assert (queue.pending, queue.failed) == (0, 0)
@@ -194,17 +195,17 @@ async def test_kubo_down_publishing_succeeds_and_the_queue_finishes_later(
     track_id, audio_cid, _ = result.stdout.split(maxsplit=2)
     notice = result.stderr.strip()
     assert len(notice.splitlines()) == 1, notice
-    assert notice.startswith("stave: published; Kubo: 3 pins pending (")
+    assert notice.startswith("stave: published; Kubo: 4 pins pending (")
     assert f"Kubo is not reachable at {daemon.api}" in notice
 
     found = await asyncio.to_thread(status, root)
     assert found["kubo"]["reachable"] is False
-    assert found["pins"]["pending"] == 3  # audio, cover and the feed
+    assert found["pins"]["pending"] == 4  # audio, its listening copy, cover and the feed
     assert found["pins"]["pinned"] == 0
     assert all("not reachable" in p["lastError"] for p in found["pins"]["open"])
     assert found["ipns"]["publishedSequence"] is None
     text = ok(await asyncio.to_thread(stave, root, "status"))
-    assert "0 pinned, 3 pending, 0 failed" in text
+    assert "0 pinned, 4 pending, 0 failed" in text
     assert audio_cid in text
 
     daemon.start()
@@ -212,7 +213,7 @@ async def test_kubo_down_publishing_succeeds_and_the_queue_finishes_later(
         result = await asyncio.to_thread(stave, root, "pin")
         assert result.returncode == 0, result.stderr
         found = await asyncio.to_thread(status, root)
-        assert (found["pins"]["pinned"], found["pins"]["pending"]) == (3, 0)
+        assert (found["pins"]["pinned"], found["pins"]["pending"]) == (4, 0)
         assert found["ipns"]["publishedSequence"] == found["feed"]["sequence"] == 1
         async with KuboClient(daemon.api) as client:
             assert await client.pin_ls(audio_cid) == {audio_cid: "recursive"}
@@ -576,11 +577,11 @@ async def test_a_kubo_that_refuses_the_secret_leaves_pins_pending(
         async with open_node(root) as node:
             await Publisher(node).add(FIXTURES / "tone.ogg")
             queue = await pin_for_a_moment(node, 10)
-            assert (queue.pinned, queue.pending) == (0, 2)  # the audio and the feed
+            assert (queue.pinned, queue.pending) == (0, 3)  # the audio, its rendition and the feed
             assert "403" in queue.notice()
             (root / "secret").write_text("Bearer s3cret\n")
             queue = await pin_for_a_moment(node, 10)
-            assert (queue.pinned, queue.pending) == (2, 0)
+            assert (queue.pinned, queue.pending) == (3, 0)
     finally:
         daemon.stop()
 

@@ -1,4 +1,4 @@
-"""The SQLite catalog: tracks and feeds, follows, WebSub, pins, the fediverse — an area a module.
+"""The SQLite catalog: tracks, feeds, releases, follows, WebSub, pins, the fediverse — by area.
 
 This package is the only code that opens SQLite: the catalog database here, and the content
 store's block index (`blocks.py`). One connection serves the catalog, made by `open_catalog`:
@@ -38,6 +38,7 @@ from node.catalog.fediverse import (
 from node.catalog.follows import (
     FeedReplacement,
     FollowedFeed,
+    FollowedRelease,
     FollowedTrack,
     FollowReads,
     FollowRecord,
@@ -46,6 +47,7 @@ from node.catalog.follows import (
     SyncStatus,
 )
 from node.catalog.pins import PIN_STATES, PIN_WANTS, IpnsRecord, PinReads, PinRecord, PinWrites
+from node.catalog.releases import ReleaseReads, ReleaseRecord, ReleaseWrites
 from node.catalog.schema import MIGRATIONS, migrate
 from node.catalog.tracks import FeedRecord, TrackReads, TrackRecord, TrackWrites
 from node.catalog.websub import HubSubscriber, WebSubReads, WebSubSubscription, WebSubWrites
@@ -66,10 +68,12 @@ __all__ = [
     "FollowRecord",
     "FollowRotation",
     "FollowedFeed",
+    "FollowedRelease",
     "FollowedTrack",
     "HubSubscriber",
     "IpnsRecord",
     "PinRecord",
+    "ReleaseRecord",
     "SyncStatus",
     "TrackRecord",
     "WebSubSubscription",
@@ -77,11 +81,13 @@ __all__ = [
 ]
 
 
-class CatalogWrite(TrackWrites, FollowWrites, WebSubWrites, PinWrites, FediverseWrites):
+class CatalogWrite(
+    TrackWrites, ReleaseWrites, FollowWrites, WebSubWrites, PinWrites, FediverseWrites
+):
     """The write operations (and every read), only available inside `Catalog.transaction()`."""
 
 
-class Catalog(TrackReads, FollowReads, WebSubReads, PinReads, FediverseReads):
+class Catalog(TrackReads, ReleaseReads, FollowReads, WebSubReads, PinReads, FediverseReads):
     """An open catalog. Use `async with open_catalog(path) as catalog`."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:

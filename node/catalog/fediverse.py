@@ -1,6 +1,6 @@
 """The catalog's fediverse (node/fediverse/): the actors that follow the artist, the domains
-the artist blocked, the posts (one per track, the `Note` as served), and the durable queue of
-outbound activities, one delivery per inbox, with its retries.
+the artist blocked, the posts (one per loose track and one per release, the `Note` as served),
+and the durable queue of outbound activities, one delivery per inbox, with its retries.
 
 A delivery is `pending` (to send at `next_attempt`, a Unix time), `done`, or `failed` (given up,
 `last_error` says why). The worker claims due deliveries by setting `next_attempt` past the time
@@ -19,6 +19,7 @@ from node.catalog.db import Area, compact_json
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"
 DELIVERY_STATES = ("pending", "done", "failed")
+POST_KINDS = ("track", "release")
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,9 @@ class FediverseFollower:
 
 @dataclass(frozen=True)
 class FediversePost:
-    """The post of one track: its object's id, the object as served (a `Note`, or a
-    `Tombstone` once the track was withdrawn), the manifest revision it was made from."""
+    """The post of one track or release (`kind`): its object's id, the object as served (a
+    `Note`, or a `Tombstone` once it was withdrawn), the revision it was made from (of the
+    track's manifest or of the release document). `track` is the track's or release's id."""
 
     track: str
     object_id: str
@@ -51,6 +53,7 @@ class FediversePost:
     deleted: bool
     published: str
     updated: str
+    kind: str = "track"
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class Delivery:
 
 
 _FOLLOWER_COLUMNS = "actor, inbox, shared_inbox, domain, acct, follow_id, followed_at"
-_POST_COLUMNS = "track, object_id, object, revision, deleted, published, updated"
+_POST_COLUMNS = "track, object_id, object, revision, deleted, published, updated, kind"
 _DELIVERY_COLUMNS = (
     "d.id, a.activity_id, a.body, d.inbox, d.state, d.attempts, d.next_attempt, d.last_error,"
     " d.queued"
@@ -166,13 +169,30 @@ class FediverseReads(Area):
     async def tracks_needing_posts(self) -> list[str]:
         """The ids of tracks whose post is missing or behind them, oldest published first: a
         current track with no post or an older revision's, a withdrawn one whose post is not
-        yet a Tombstone. Answered from the ids and revisions alone, no manifest read."""
+        yet a Tombstone. Answered from the ids and revisions alone, no manifest read. A track
+        a release lists (even a withdrawn one) was announced by the release's post: it gets no
+        post of its own, unless it had one before (that post is kept up to date)."""
         sql = (
             "SELECT t.id FROM tracks t LEFT JOIN fediverse_posts p ON p.track = t.id"
             " WHERE (t.withdrawn_at IS NULL"
-            "   AND (p.track IS NULL OR (p.deleted = 0 AND p.revision != t.revision)))"
+            "   AND ((p.track IS NULL AND NOT EXISTS"
+            "       (SELECT 1 FROM release_tracks r WHERE r.track_id = t.id))"
+            "     OR (p.deleted = 0 AND p.revision != t.revision)))"
             " OR (t.withdrawn_at IS NOT NULL AND p.track IS NOT NULL AND p.deleted = 0)"
             " ORDER BY t.published, t.id"
+        )
+        return [row[0] for row in await self._rows(sql)]
+
+    async def releases_needing_posts(self) -> list[str]:
+        """The ids of releases whose post is missing or behind them, oldest published first,
+        as `tracks_needing_posts` answers for tracks (from the ids and revisions alone)."""
+        sql = (
+            "SELECT r.id FROM releases r"
+            " LEFT JOIN fediverse_posts p ON p.track = r.id AND p.kind = 'release'"
+            " WHERE (r.withdrawn_at IS NULL"
+            "   AND (p.track IS NULL OR (p.deleted = 0 AND p.revision != r.revision)))"
+            " OR (r.withdrawn_at IS NOT NULL AND p.track IS NOT NULL AND p.deleted = 0)"
+            " ORDER BY r.published, r.id"
         )
         return [row[0] for row in await self._rows(sql)]
 
@@ -258,15 +278,24 @@ class FediverseWrites(FediverseReads):
         return cursor.rowcount > 0
 
     async def put_fediverse_post(
-        self, track: str, object_id: str, obj: dict[str, Any], revision: int, *, deleted: bool
+        self,
+        track: str,
+        object_id: str,
+        obj: dict[str, Any],
+        revision: int,
+        *,
+        deleted: bool,
+        kind: str = "track",
     ) -> None:
-        """Record the post of `track` as it is served now."""
+        """Record the post of `track` (a track, or a release when `kind` says so) as it is
+        served now."""
         await self._db.execute(
-            f"INSERT INTO fediverse_posts ({_POST_COLUMNS}) VALUES (?, ?, ?, ?, ?, {_NOW}, {_NOW})"
+            f"INSERT INTO fediverse_posts ({_POST_COLUMNS})"
+            f" VALUES (?, ?, ?, ?, ?, {_NOW}, {_NOW}, ?)"
             " ON CONFLICT(track) DO UPDATE SET object_id = excluded.object_id,"
             " object = excluded.object, revision = excluded.revision,"
             " deleted = excluded.deleted, updated = excluded.updated",
-            (track, object_id, compact_json(obj), revision, int(deleted)),
+            (track, object_id, compact_json(obj), revision, int(deleted), kind),
         )
 
     async def queue_activity(self, activity_id: str, body: bytes, inboxes: Iterable[str]) -> int:

@@ -1,11 +1,12 @@
 """The catalog's follows (node/federation): artists this node follows, the feed last accepted
-from each (its exact bytes) and that feed's tracks, key rotations, known mirrors, sync status."""
+from each (its exact bytes) and that feed's tracks and releases, key rotations, known mirrors,
+sync status."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from node.catalog.db import Area, compact_json, with_json
@@ -63,6 +64,21 @@ class FollowedTrack:
 
 
 @dataclass(frozen=True)
+class FollowedRelease:
+    """A release of a followed artist, from the feed last accepted."""
+
+    artist: str
+    id: str
+    revision: int
+    title: str
+    kind: str
+    released: str
+    published: str
+    cover_cid: str | None
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class FeedReplacement:
     """A verified feed to store for a followed artist, in place of `replacing` (its sequence
     and CID; None when none was accepted yet) — only if that is still what is stored."""
@@ -78,6 +94,7 @@ class FeedReplacement:
     accepted_at: str
     name: str
     tracks: Sequence[Mapping[str, Any]]
+    releases: Sequence[Mapping[str, Any]] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,9 @@ _FOLLOW_SELECT = (
 )
 _FOLLOWED_TRACK_COLUMNS = "artist, id, revision, title, published, audio_cid, cover_cid, manifest"
 _ROTATION_COLUMNS = "artist, previous_artist, next_artist, statement, accepted_at"
+_FOLLOWED_RELEASE_COLUMNS = (
+    "artist, id, revision, title, kind, released, published, cover_cid, document"
+)
 
 
 def _follow(row: Sequence[Any]) -> FollowRecord:
@@ -153,17 +173,39 @@ class FollowReads(Area):
             params.append(limit)
         return [FollowedTrack(*with_json(row, 7)) for row in await self._rows(sql, params)]
 
+    async def followed_releases(self, artist: str | None = None) -> list[FollowedRelease]:
+        """Followed artists' current releases (or one artist's), in the order of their feeds
+        (newest first)."""
+        params: list[Any] = []
+        sql = f"SELECT {_FOLLOWED_RELEASE_COLUMNS} FROM follow_releases"
+        if artist is not None:
+            sql += " WHERE artist = ?"
+            params.append(artist)
+        sql += " ORDER BY released DESC, published DESC, artist, position"
+        return [FollowedRelease(*with_json(row, 8)) for row in await self._rows(sql, params)]
+
     async def mirrored_cids(self) -> set[str]:
-        """Every CID of the current tracks of artists this node mirrors."""
+        """Every CID of the current tracks (audio, covers, renditions) and release covers of
+        artists this node mirrors."""
         sql = (
             "SELECT t.audio_cid, t.cover_cid FROM follow_tracks t"
             " JOIN follows f ON f.artist = t.artist WHERE f.mirror = 1"
+            " UNION ALL SELECT r.cover_cid, NULL FROM follow_releases r"
+            " JOIN follows f ON f.artist = r.artist WHERE f.mirror = 1 AND r.cover_cid IS NOT NULL"
         )
         cids: set[str] = set()
         for audio, cover in await self._rows(sql):
             cids.add(audio)
             if cover:
                 cids.add(cover)
+        # Listening renditions are named only inside the manifest (a verified feed's manifest
+        # has a list of them, each with a CID string).
+        sql = (
+            "SELECT json_extract(r.value, '$.cid') FROM follow_tracks t"
+            " JOIN follows f ON f.artist = t.artist,"
+            " json_each(t.manifest, '$.renditions') AS r WHERE f.mirror = 1"
+        )
+        cids.update(row[0] for row in await self._rows(sql) if isinstance(row[0], str))
         return cids
 
     async def referenced_cids(self) -> set[str]:
@@ -171,11 +213,18 @@ class FollowReads(Area):
         return await super().referenced_cids() | await self.mirrored_cids()
 
     async def followed_media_type(self, cid: str) -> str | None:
-        """The media type a followed artist's manifest gives the audio with this CID."""
+        """The media type a followed artist's manifest gives the audio, or the listening
+        rendition, with this CID."""
         sql = "SELECT manifest FROM follow_tracks WHERE audio_cid = ? LIMIT 1"
         row = await self._row(sql, (cid,))
         if row is None:
-            return None
+            sql = (
+                "SELECT json_extract(r.value, '$.mediaType') FROM follow_tracks t,"
+                " json_each(t.manifest, '$.renditions') AS r"
+                " WHERE json_extract(r.value, '$.cid') = ? LIMIT 1"
+            )
+            found = await self._row(sql, (cid,))
+            return found[0] if found is not None and isinstance(found[0], str) else None
         media_type = (json.loads(row[0]).get("audio") or {}).get("mediaType")
         return media_type if isinstance(media_type, str) else None
 
@@ -267,9 +316,30 @@ class FollowWrites(FollowReads):
                 for r in chosen
             ],
         )
+        for table in ("follow_tracks", "follow_releases"):
+            await self._db.executemany(
+                f"DELETE FROM {table} WHERE artist = ?",
+                [(r.artist,) for r in chosen if r.replacing is not None],
+            )
         await self._db.executemany(
-            "DELETE FROM follow_tracks WHERE artist = ?",
-            [(r.artist,) for r in chosen if r.replacing is not None],
+            f"INSERT INTO follow_releases ({_FOLLOWED_RELEASE_COLUMNS}, position)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.artist,
+                    release["id"],
+                    release["revision"],
+                    release["title"],
+                    release["kind"],
+                    release["released"],
+                    release["published"],
+                    (release.get("cover") or {}).get("cid"),
+                    compact_json(release),
+                    position,
+                )
+                for r in chosen
+                for position, release in enumerate(r.releases)
+            ],
         )
         await self._db.executemany(
             "INSERT INTO follow_tracks (artist, id, position, revision, title, published,"
@@ -316,6 +386,7 @@ class FollowWrites(FollowReads):
         for sql in (
             "UPDATE follows SET artist = ?1 WHERE artist = ?2",
             "UPDATE follow_tracks SET artist = ?1 WHERE artist = ?2",
+            "UPDATE follow_releases SET artist = ?1 WHERE artist = ?2",
             "UPDATE follow_status SET artist = ?1 WHERE artist = ?2",
             "UPDATE follow_rotations SET artist = ?1 WHERE artist = ?2",
             "UPDATE websub_subscriptions SET artist = ?1 WHERE artist = ?2",

@@ -200,6 +200,56 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX fediverse_deliveries_due ON fediverse_deliveries(state, next_attempt);
     """,
+    # 6: releases (node/catalog/releases.py; docs/protocol-extensions.md): each release's current
+    # signed document, every revision of it, the tracks it lists; and the releases of the feed
+    # last accepted from each followed artist (node/catalog/follows.py).
+    """
+    CREATE TABLE releases (
+        id TEXT PRIMARY KEY,
+        revision INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        released TEXT NOT NULL,
+        published TEXT NOT NULL,
+        cover_cid TEXT,
+        document TEXT NOT NULL,
+        added_order INTEGER NOT NULL,
+        withdrawn_at TEXT
+    );
+    CREATE TABLE release_revisions (
+        release_id TEXT NOT NULL REFERENCES releases(id),
+        revision INTEGER NOT NULL,
+        document TEXT NOT NULL,
+        PRIMARY KEY (release_id, revision)
+    );
+    CREATE TABLE release_tracks (
+        release_id TEXT NOT NULL REFERENCES releases(id),
+        position INTEGER NOT NULL,
+        track_id TEXT NOT NULL,
+        PRIMARY KEY (release_id, position)
+    );
+    CREATE INDEX release_tracks_by_track ON release_tracks(track_id);
+    CREATE TABLE follow_releases (
+        artist TEXT NOT NULL REFERENCES follows(artist) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        revision INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        released TEXT NOT NULL,
+        published TEXT NOT NULL,
+        cover_cid TEXT,
+        document TEXT NOT NULL,
+        PRIMARY KEY (artist, id)
+    );
+    CREATE INDEX follow_releases_by_cover ON follow_releases(cover_cid);
+    """,
+    # 7: a release is posted to the fediverse once (node/fediverse/outbox.py): a post is of a
+    # track or of a release, its `track` column holding the id of either.
+    """
+    ALTER TABLE fediverse_posts ADD COLUMN kind TEXT NOT NULL DEFAULT 'track'
+        CHECK (kind IN ('track', 'release'))
+    """,
 )
 
 

@@ -84,14 +84,21 @@ class TrackReads(Area):
         return [FeedRecord(*row) for row in await self._rows(sql)]
 
     async def referenced_cids(self) -> set[str]:
-        """Every CID the catalog still needs: current audio and covers, feed snapshots, and
-        what the other areas need (the content of followed artists this node mirrors)."""
+        """Every CID the catalog still needs: current audio, covers and renditions, feed
+        snapshots, and what the other areas need (the content of followed artists this node
+        mirrors)."""
         cids = await super().referenced_cids()
         sql = "SELECT audio_cid, cover_cid FROM tracks WHERE withdrawn_at IS NULL"
         for audio, cover in await self._rows(sql):
             cids.add(audio)
             if cover:
                 cids.add(cover)
+        # Listening renditions (node/renditions.py) are named only inside the manifest.
+        sql = (
+            "SELECT json_extract(r.value, '$.cid') FROM tracks,"
+            " json_each(tracks.manifest, '$.renditions') AS r WHERE withdrawn_at IS NULL"
+        )
+        cids.update(row[0] for row in await self._rows(sql) if isinstance(row[0], str))
         cids.update(row[0] for row in await self._rows("SELECT cid FROM feeds"))
         return cids
 

@@ -4,9 +4,9 @@ Errors a user can cause print one line to stderr and exit 2; `verify` exits 1 fo
 file. Secrets come from the environment (`STAVE_KEY_PASSPHRASE`), never from flags.
 
 This package holds the parser, the global options and the errors at the edge; each area's
-commands live in a module of their own (`publishing`, `serving`, `following`, `fediverse`,
-`keys`, `ipfs`, `safety`) that adds them to the parser with `register`, and what they share
-is in `common`.
+commands live in a module of their own (`publishing`, `releases`, `renditions`, `serving`,
+`following`, `fediverse`, `keys`, `ipfs`, `safety`) that adds them to the parser with
+`register`, and what they share is in `common`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,17 @@ from collections.abc import Coroutine
 from typing import Any
 
 from node import __version__
-from node.cli import fediverse, following, ipfs, keys, publishing, safety, serving
+from node.cli import (
+    fediverse,
+    following,
+    ipfs,
+    keys,
+    publishing,
+    releases,
+    renditions,
+    safety,
+    serving,
+)
 from node.cli.common import EXIT_ERROR
 from node.errors import StaveError
 
@@ -42,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the node's data directory (default: $STAVE_DATA_DIR or the user data dir)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for area in (publishing, serving, following, fediverse, keys, ipfs, safety):
+    areas = (publishing, releases, renditions, serving, following, fediverse, keys, ipfs, safety)
+    for area in areas:
         area.register(commands)
     return parser
 

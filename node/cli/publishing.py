@@ -1,5 +1,6 @@
 """Publishing from the command line: `init`, `id`, `add`, `list`, `show`, `edit`, `withdraw`,
-`cat` and `verify`."""
+`cat` and `verify`. `add` publishes one file as a track, and a folder or several files as one
+release (its options and progress bar are in node/cli/releases.py)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,15 @@ from node.cli.common import (
     print_rows,
 )
 from node.cli.ipfs import verify_ipns_name
+from node.cli.releases import (
+    ReleaseProgress,
+    add_release_options,
+    release_choices,
+    wants_release,
+)
 from node.datadir import DataDir, open_node
 from node.publish import Publisher, TrackChoices, audio_sources, init_node
+from node.releases import ReleaseChoices, ReleasePublisher, release_sources
 from node.terms import check_use
 
 
@@ -57,6 +65,8 @@ def _choices(args: argparse.Namespace) -> TrackChoices:
 
 
 async def cmd_add(args: argparse.Namespace) -> int:
+    if wants_release(args):
+        return await _add_release(args, release_choices(args))
     sources = audio_sources(args.files)
     choices = _choices(args)
     async with open_node(data_dir(args)) as node:
@@ -72,12 +82,39 @@ async def cmd_add(args: argparse.Namespace) -> int:
         else:
             manifests = await publisher.add_many(sources, choices)
         await pin_briefly(node)
+    _print_added(args, manifests)
+    return 0
+
+
+async def _add_release(args: argparse.Namespace, choices: ReleaseChoices) -> int:
+    sources = release_sources(args.files, args.cover)
+    track_choices = _choices(replace_namespace(args, title=None))
+    async with open_node(data_dir(args)) as node:
+        with ReleaseProgress(len(sources.tracks)) as progress:
+            published = await ReleasePublisher(node).add_release(
+                sources, choices, track_choices, on_step=progress
+            )
+        await pin_briefly(node)
+    _print_added(args, published.manifests)
+    if not args.json:
+        release = published.release
+        print(
+            f"release {release['id']}  {release['kind']}  {len(release['tracks'])} track(s)"
+            f"  {release['title']}"
+        )
+    return 0
+
+
+def replace_namespace(args: argparse.Namespace, **changes: Any) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), **changes})
+
+
+def _print_added(args: argparse.Namespace, manifests: list[dict[str, Any]]) -> None:
     if args.json:
         print_json(manifests)
     else:
         for manifest in manifests:
             print(f"{manifest['id']}  {manifest['audio']['cid']}  {manifest['title']}")
-    return 0
 
 
 def _summary(track: TrackRecord) -> dict[str, Any]:
@@ -189,7 +226,11 @@ async def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _track_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--title", help="track title (default: the title tag, else the file name)")
+    parser.add_argument(
+        "--title",
+        help="track title (default: the title tag, else the file name); for a release, its"
+        " title (default: the album tag, else the folder's name)",
+    )
     parser.add_argument("--license", help="SPDX licence id, ARR (all rights reserved), or a URL")
     parser.add_argument("--copyright", help='copyright line: "YEAR HOLDER"')
     parser.add_argument(
@@ -209,10 +250,15 @@ def register(commands: Subcommands) -> None:
     init.add_argument("--url", help="the public base URL of this node")
     add_command(commands, "id", cmd_id, "print the artist's did:key")
     add = add_command(
-        commands, "add", cmd_add, "publish audio files (MP3, FLAC, Ogg, Opus, M4A, WAV, AIFF)"
+        commands,
+        "add",
+        cmd_add,
+        "publish audio files (MP3, FLAC, Ogg, Opus, M4A, WAV, AIFF): one file as a track,"
+        " a folder or several files as one release",
     )
-    add.add_argument("files", nargs="+", metavar="FILE")
+    add.add_argument("files", nargs="+", metavar="FILE|DIR")
     _track_options(add)
+    add_release_options(add)
     listing = add_command(commands, "list", cmd_list, "list published tracks, newest first")
     listing.add_argument("--json", action="store_true")
     show = add_command(commands, "show", cmd_show, "show one track")

@@ -1,4 +1,5 @@
-"""Mirroring a followed artist's content: fetch it by CID, verify it, store it; remove withdrawn.
+"""Mirroring a followed artist's content (its tracks' audio and covers, its releases' covers):
+fetch it by CID, verify it, store it; remove withdrawn.
 
 Content is fetched from the artist's own node first, then from other nodes known to mirror the
 artist, and streamed into the store's writer, which checks the bytes against the CID as they
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from node.catalog import FollowedTrack, FollowRecord
+from node.catalog import FollowedRelease, FollowedTrack, FollowRecord
 from node.cid import CID
 from node.errors import FederationError, InvalidCID, StoreError, VerificationError
 from node.federation.context import Federation
@@ -51,8 +52,10 @@ class MirrorProgress:
 ProgressCallback = Callable[[MirrorProgress], None]
 
 
-def content_of(tracks: Iterable[FollowedTrack]) -> list[Wanted]:
-    """Every file the tracks need (audio and covers), each once."""
+def content_of(
+    tracks: Iterable[FollowedTrack], releases: Iterable[FollowedRelease] = ()
+) -> list[Wanted]:
+    """Every file the tracks need (audio and covers), then the releases' covers, each once."""
     wanted: dict[str, Wanted] = {}
     for track in tracks:
         audio = track.manifest.get("audio") or {}
@@ -63,6 +66,19 @@ def content_of(tracks: Iterable[FollowedTrack]) -> list[Wanted]:
         if track.cover_cid and isinstance(cover, dict):
             wanted.setdefault(
                 track.cover_cid, Wanted(track.cover_cid, _size(cover), f"{track.title} (cover)")
+            )
+        for rendition in track.manifest.get("renditions") or []:
+            if isinstance(rendition, dict) and isinstance(rendition.get("cid"), str):
+                label = f"{track.title} ({rendition.get('mediaType')} rendition)"
+                wanted.setdefault(
+                    rendition["cid"], Wanted(rendition["cid"], _size(rendition), label)
+                )
+    for release in releases:
+        cover = release.document.get("cover")
+        if release.cover_cid and isinstance(cover, dict):
+            wanted.setdefault(
+                release.cover_cid,
+                Wanted(release.cover_cid, _size(cover), f"{release.title} (release cover)"),
             )
     return list(wanted.values())
 
@@ -84,18 +100,22 @@ class Mirror:
         own = self.federation.node.base_url
         return [follow.url] + [url for url in mirrors if url not in (follow.url, own)]
 
-    def missing(self, tracks: Iterable[FollowedTrack]) -> list[Wanted]:
+    def missing(
+        self, tracks: Iterable[FollowedTrack], releases: Iterable[FollowedRelease] = ()
+    ) -> list[Wanted]:
         store = self.federation.node.store
-        return [w for w in content_of(tracks) if not store.has(w.cid)]
+        return [w for w in content_of(tracks, releases) if not store.has(w.cid)]
 
     async def fetch(
         self,
         follow: FollowRecord,
         tracks: Sequence[FollowedTrack],
         progress: ProgressCallback | None = None,
+        releases: Sequence[FollowedRelease] = (),
     ) -> list[str]:
-        """Fetch every missing file of `tracks`; returns one line per file no source gave."""
-        wanted = self.missing(tracks)
+        """Fetch every missing file of `tracks` and `releases`; returns one line per file no
+        source gave."""
+        wanted = self.missing(tracks, releases)
         if not wanted:
             return []
         sources = await self.sources(follow)

@@ -20,7 +20,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from node.catalog import FeedReplacement, FollowedFeed, FollowedTrack, FollowRecord, SyncStatus
+from node.catalog import (
+    Catalog,
+    CatalogWrite,
+    FeedReplacement,
+    FollowedFeed,
+    FollowedTrack,
+    FollowRecord,
+    SyncStatus,
+)
 from node.cid import cid_of_bytes
 from node.errors import CatalogError, FederationError, UsageError, VerificationError
 from node.federation.context import Federation, now_text
@@ -144,8 +152,9 @@ class FeedSync:
         errors: list[str] = []
         if follow.mirror:
             tracks = await self.federation.catalog.followed_tracks(follow.artist)
-            if self.mirror.missing(tracks):
-                errors = await self.mirror.fetch(follow, tracks, progress)
+            releases = await self.federation.catalog.followed_releases(follow.artist)
+            if self.mirror.missing(tracks, releases):
+                errors = await self.mirror.fetch(follow, tracks, progress, releases)
         return SyncOutcome(
             follow.artist,
             follow.name,
@@ -169,6 +178,7 @@ class FeedSync:
         # the conditional replacement below notices and this is done again from the catalog.
         stored = None if follow.sequence is None else await catalog.followed_feed(follow.artist)
         before = [] if stored is None else await catalog.followed_tracks(follow.artist)
+        covers = [] if stored is None else await _release_covers(catalog, follow.artist)
         now = datetime.now(UTC)
         max_bytes = self.federation.max_feed_bytes
         try:
@@ -202,13 +212,14 @@ class FeedSync:
                         body, _state(follow.artist, stored), max_bytes=max_bytes, now=now
                     )
                     before = await tx.followed_tracks(follow.artist)
+                    covers = await _release_covers(tx, follow.artist)
                     if not await tx.accept_feed(replacement(stored, feed)):
                         raise FederationError(
                             f"{follow.artist}: the catalog changed during the sync"
                         )
             except _AlreadyAccepted:
                 return await self._unchanged(follow, progress, source)
-        return await self._accepted(follow, before, feed, source, progress)
+        return await self._accepted(follow, before, covers, feed, source, progress)
 
     async def _take_rotated(
         self,
@@ -238,6 +249,7 @@ class FeedSync:
             raise VerificationError(f"{unrotated}: {url} answered HTTP {answer.status}")
         stored = await catalog.followed_feed(follow.artist)
         before = await catalog.followed_tracks(follow.artist)
+        covers = await _release_covers(catalog, follow.artist)
         max_bytes = self.federation.max_feed_bytes
         try:
             feed, chain = await self.verifier.verify_rotated(
@@ -261,18 +273,20 @@ class FeedSync:
                 raise FederationError(f"{follow.artist}: the catalog changed during the sync")
         log.info("followed artist %s rotated its key to %s", follow.artist, target)
         rotated = replace(follow, artist=target)
-        return await self._accepted(rotated, before, feed, source, progress, follow.artist)
+        return await self._accepted(rotated, before, covers, feed, source, progress, follow.artist)
 
     async def _accepted(
         self,
         follow: FollowRecord,
         before: list[FollowedTrack],
+        covers_before: list[str],
         feed: dict[str, Any],
         source: str,
         progress: ProgressCallback | None,
         rotated_from: str | None = None,
     ) -> SyncOutcome:
-        """The outcome of an accepted feed, once its content is mirrored (if it is)."""
+        """The outcome of an accepted feed, once its content is mirrored (if it is);
+        `before` and `covers_before` are the tracks and release covers it replaced."""
         catalog = self.federation.catalog
         old = {(t.id, t.revision) for t in before}
         new = {(t["id"], t["revision"]) for t in feed["tracks"]}
@@ -282,10 +296,13 @@ class FeedSync:
         errors: list[str] = []
         if follow.mirror:
             kept = {c for t in feed["tracks"] for c in _cids_of(t)}
-            gone = [c for t in before for c in (t.audio_cid, t.cover_cid) if c and c not in kept]
+            kept.update(r["cover"]["cid"] for r in feed.get("releases", []) if r.get("cover"))
+            gone = [c for t in before for c in _cids_of(t.manifest) if c not in kept]
+            gone += [c for c in covers_before if c not in kept]
             await self.mirror.remove_unreferenced(gone)
             tracks = await catalog.followed_tracks(follow.artist)
-            errors = await self.mirror.fetch(follow, tracks, progress)
+            releases = await catalog.followed_releases(follow.artist)
+            errors = await self.mirror.fetch(follow, tracks, progress, releases)
         log.info(
             "accepted feed %d of %s from %s (+%d -%d)",
             feed["sequence"],
@@ -333,7 +350,13 @@ def _replacement(
         accepted_at=accepted_at,
         name=feed["name"],
         tracks=feed["tracks"],
+        releases=feed.get("releases", []),
     )
+
+
+async def _release_covers(catalog: Catalog | CatalogWrite, artist: str) -> list[str]:
+    """The covers of the releases accepted from `artist` so far."""
+    return [r.cover_cid for r in await catalog.followed_releases(artist) if r.cover_cid]
 
 
 def _version(stored: FollowedFeed | None) -> tuple[int, str] | None:
@@ -348,9 +371,12 @@ def _state(artist: str, stored: FollowedFeed | None) -> FollowState:
 
 
 def _cids_of(manifest: dict[str, Any]) -> list[str]:
+    """The content a track manifest (one `judge_feed` accepted) names: audio, cover and
+    listening renditions."""
     cids = [manifest["audio"]["cid"]]
     if manifest.get("cover"):
         cids.append(manifest["cover"]["cid"])
+    cids += [rendition["cid"] for rendition in manifest.get("renditions", [])]
     return cids
 
 

@@ -1,5 +1,7 @@
 """The post of a track: a `Note` made from its signed manifest, as Mastodon and others show it
 in full (an `Audio` object alone is reduced to a link), and the activities that announce it.
+A release is posted once, as one `Note` of the same shape: its title, kind, date and track list,
+the first four tracks' `Audio` (all that Mastodon shows) and a link to the release page.
 
 The Note's `content` is HTML with the title, the terms in words and a link to the track page;
 its `attachment` holds the playable `Audio` (an http(s) URL on this node: servers drop
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import html
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from node.cid import base58_decode, base58_encode
@@ -29,6 +31,15 @@ NOTE_CONTEXT: list[Any] = [
      "value": "schema:value"},
 ]  # fmt: skip
 NOT_FOR_AI_TRAINING = "Not for AI training."
+# Mastodon shows at most four media attachments of a post (Status::MEDIA_ATTACHMENTS_LIMIT).
+MAX_AUDIO_ATTACHMENTS = 4
+MAX_DESCRIPTION = 500  # characters of a release's description in its post; the page has it all
+RELEASE_KIND_WORDS = {
+    "album": "Album",
+    "ep": "EP",
+    "single": "Single",
+    "compilation": "Compilation",
+}
 
 
 def content_html(manifest: Mapping[str, Any], terms: Terms, track_url: str) -> str:
@@ -42,14 +53,16 @@ def content_html(manifest: Mapping[str, Any], terms: Terms, track_url: str) -> s
     return "".join(paragraphs)
 
 
-def _audio(manifest: Mapping[str, Any], urls: ActorUrls) -> dict[str, Any]:
+def _audio(
+    manifest: Mapping[str, Any], urls: ActorUrls, cover: Any | None = None
+) -> dict[str, Any]:
     audio: dict[str, Any] = {
         "type": "Audio",
         "mediaType": str(manifest["audio"]["mediaType"]),
         "url": urls.content(str(manifest["audio"]["cid"])),
         "name": str(manifest["title"]),
     }
-    cover = manifest.get("cover")
+    cover = cover or manifest.get("cover")
     if isinstance(cover, Mapping):
         audio["icon"] = {
             "type": "Image",
@@ -192,3 +205,107 @@ def activity(
         "cc": [urls.followers],
         "object": dict(obj),
     }
+
+
+# --- releases -----------------------------------------------------------------------------------
+
+
+def release_page(urls: ActorUrls, release_id: str) -> str:
+    """The release's page: `{base}releases/{uuid}` for the release `urn:uuid:{uuid}`."""
+    return urls.base + "releases/" + release_id.removeprefix("urn:uuid:")
+
+
+def _release_summary(release: Mapping[str, Any], count: int) -> str:
+    kind = str(release["kind"])
+    words = RELEASE_KIND_WORDS.get(kind, kind.capitalize())
+    tracks = "1 track" if count == 1 else f"{count} tracks"
+    return f"{words}, released {release['released']}, {tracks}."
+
+
+def release_content_html(
+    release: Mapping[str, Any], titles: list[str], terms: Terms, release_url: str
+) -> str:
+    """The release Note's `content`: title, kind, date, every track's title in play order, the
+    description (shortened), the terms in words; every text escaped, links only to this node."""
+    href = html.escape(release_url, quote=True)
+    title = html.escape(str(release["title"]))
+    paragraphs = [
+        f'<p><a href="{href}">{title}</a></p>',
+        f"<p>{html.escape(_release_summary(release, len(titles)))}</p>",
+        "<ol>" + "".join(f"<li>{html.escape(t)}</li>" for t in titles) + "</ol>",
+    ]
+    description = str(release.get("description") or "").strip()
+    if description:
+        if len(description) > MAX_DESCRIPTION:
+            description = description[: MAX_DESCRIPTION - 1].rstrip() + "…"
+        paragraphs.append(f"<p>{html.escape(description)}</p>")
+    paragraphs.append(f"<p>{html.escape(terms.in_words())}</p>")
+    if terms.ai_training == "notAllowed":
+        paragraphs.append(f"<p><strong>{NOT_FOR_AI_TRAINING}</strong></p>")
+    paragraphs.append(
+        f'<p><a href="{href}">Listen to the whole release, and read the terms</a></p>'
+    )
+    return "".join(paragraphs)
+
+
+def release_note_of(
+    release: Mapping[str, Any],
+    manifests: Sequence[Mapping[str, Any]],
+    terms: Terms,
+    urls: ActorUrls,
+    *,
+    updated: str | None = None,
+) -> dict[str, Any]:
+    """The unsigned Note of the signed `release` document, from its tracks' `manifests` in
+    play order and the `terms` it is under (its own, else the feed's)."""
+    release_id = str(release["id"])
+    release_url = release_page(urls, release_id)
+    cover = release.get("cover")
+    attachment = [_audio(m, urls, cover) for m in manifests[:MAX_AUDIO_ATTACHMENTS]]
+    attachment += [
+        _property("Release ID", release_id),
+        _property("Released", str(release["released"])),
+        _property("License", terms.license_url or terms.license),
+        _property("AI training", terms.ai_training),
+        _property("Terms", terms.in_words()),
+        {
+            "type": "Link",
+            "rel": "alternate",
+            "mediaType": "application/rss+xml",
+            "name": "The release as a podcast feed",
+            "href": release_url + "/feed.rss",
+        },
+    ]
+    note: dict[str, Any] = {
+        "@context": NOTE_CONTEXT,
+        "id": urls.post(release_id),
+        "type": "Note",
+        "attributedTo": urls.actor,
+        "to": [PUBLIC],
+        "cc": [urls.followers],
+        "published": str(release["published"]),
+        "url": release_url,
+        "mediaType": "text/html",
+        "content": release_content_html(
+            release, [str(m["title"]) for m in manifests], terms, release_url
+        ),
+        "attachment": attachment,
+        "sensitive": False,
+    }
+    if updated is not None:
+        note["updated"] = updated
+    return note
+
+
+def signed_release_note(
+    release: Mapping[str, Any],
+    manifests: Sequence[Mapping[str, Any]],
+    terms: Terms,
+    urls: ActorUrls,
+    identity: Identity,
+    *,
+    updated: str | None,
+) -> dict[str, Any]:
+    """The Note of `release` as served: built, then signed by the artist."""
+    note = release_note_of(release, manifests, terms, urls, updated=updated)
+    return sign_object(note, identity, urls.ed25519_key)

@@ -1,11 +1,15 @@
-"""The title, artist, album and cover `probe` reads from a file's tags."""
+"""What `probe` reads from a file's tags: title, artist, album, album artist, date, disc and
+track numbers, and the cover — in ID3 (MP3, WAV, AIFF), Vorbis comments (FLAC, Ogg, Opus), MP4
+atoms (M4A) and a WAV's RIFF INFO chunk."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import IO, Any, Final
 
 from mutagen.flac import Picture
@@ -38,10 +42,45 @@ def cover_media_type(data: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class Names:
+    """The names in a file's tags; `date` is `YYYY-MM-DD`, `YYYY-MM` or `YYYY` (see `tag_date`),
+    `disc` and `track` are positive numbers."""
+
     title: str | None = None
     artist: str | None = None
     album: str | None = None
     cover: Cover | None = None
+    album_artist: str | None = None
+    date: str | None = None
+    disc: int | None = None
+    track: int | None = None
+
+
+_NUMBER: Final = re.compile(r"\s*0*([0-9]{1,4})\s*(?:/.*)?")
+_DATE: Final = re.compile(r"\s*([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?")
+
+
+def tag_number(text: object) -> int | None:
+    """A track or disc number from tag text: `3`, `03` and `3/12` are 3; anything else None."""
+    match = _NUMBER.fullmatch(str(text)) if text is not None else None
+    number = int(match.group(1)) if match else 0
+    return number if number > 0 else None
+
+
+def tag_date(text: object) -> str | None:
+    """The date at the start of a tag's text (`2026-11-26`, `2026-11-26T10:00`, `2026`), as far
+    as it is valid: `YYYY-MM-DD`, `YYYY-MM` or `YYYY`; None when it does not start with a year."""
+    match = _DATE.match(str(text)) if text is not None else None
+    if match is None:
+        return None
+    year, month, day = match.groups()
+    if month is None or not 1 <= int(month) <= 12:
+        return year
+    if day is not None:
+        try:
+            return date(int(year), int(month), int(day)).isoformat()
+        except ValueError:
+            pass
+    return f"{year}-{month}"
 
 
 def tag_text(values: Iterable[object] | None) -> str | None:
@@ -70,7 +109,17 @@ def id3_names(tags: Any) -> Names:
         return tag_text(frame.text) if frame is not None else None
 
     pictures = [(apic.type, apic.data) for apic in tags.getall("APIC")]
-    return Names(text("TIT2"), text("TPE1"), text("TALB"), first_cover(pictures))
+    return Names(
+        text("TIT2"),
+        text("TPE1"),
+        text("TALB"),
+        first_cover(pictures),
+        album_artist=text("TPE2"),
+        # mutagen reads ID3v2.3's TYER and TDAT into v2.4's TDRC
+        date=tag_date(text("TDRC") or text("TDRL") or text("TDOR")),
+        disc=tag_number(text("TPOS")),
+        track=tag_number(text("TRCK")),
+    )
 
 
 def vorbis_names(tags: Any, pictures: Iterable[Any]) -> Names:
@@ -88,6 +137,30 @@ def vorbis_names(tags: Any, pictures: Iterable[Any]) -> Names:
         tag_text(tags.get("artist")),
         tag_text(tags.get("album")),
         first_cover(found),
+        album_artist=tag_text(tags.get("albumartist") or tags.get("album artist")),
+        date=tag_date(tag_text(tags.get("date") or tags.get("originaldate"))),
+        disc=tag_number(tag_text(tags.get("discnumber"))),
+        track=tag_number(tag_text(tags.get("tracknumber"))),
+    )
+
+
+def mp4_names(tags: Any) -> Names:
+    if tags is None:
+        return Names()
+
+    def number(key: str) -> int | None:
+        pairs = tags.get(key) or [(0, 0)]  # (number, total)
+        return tag_number(pairs[0][0])
+
+    return Names(
+        tag_text(tags.get("\xa9nam")),
+        tag_text(tags.get("\xa9ART")),
+        tag_text(tags.get("\xa9alb")),
+        first_cover((3, bytes(cover)) for cover in tags.get("covr", [])),
+        album_artist=tag_text(tags.get("aART")),
+        date=tag_date(tag_text(tags.get("\xa9day"))),
+        disc=number("disk"),
+        track=number("trkn"),
     )
 
 
@@ -117,9 +190,11 @@ def riff_info_names(f: IO[bytes], where: tuple[int, int], names: Names) -> Names
         length = int.from_bytes(data[pos + 4 : pos + 8], "little")
         info[data[pos : pos + 4]] = text_chunk(data[pos + 8 : pos + 8 + length])
         pos += 8 + length + (length & 1)
-    return Names(
-        names.title or info.get(b"INAM"),
-        names.artist or info.get(b"IART"),
-        names.album or info.get(b"IPRD"),
-        names.cover,
+    return replace(
+        names,
+        title=names.title or info.get(b"INAM"),
+        artist=names.artist or info.get(b"IART"),
+        album=names.album or info.get(b"IPRD"),
+        date=names.date or tag_date(info.get(b"ICRD")),
+        track=names.track or tag_number(info.get(b"ITRK") or info.get(b"IPRT")),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -41,11 +41,10 @@ from node.media.integrity import (
 from node.media.names import (
     Cover,
     Names,
-    first_cover,
     id3_names,
+    mp4_names,
     read_chunk,
     riff_info_names,
-    tag_text,
     text_chunk,
     vorbis_names,
 )
@@ -63,6 +62,10 @@ class MediaInfo:
     artist: str | None
     album: str | None
     cover: Cover | None
+    album_artist: str | None = None
+    date: str | None = None
+    disc: int | None = None
+    track: int | None = None
 
 
 def probe(path: Path) -> MediaInfo:
@@ -207,6 +210,10 @@ def _info(audio_format: AudioFormat, codec: str, duration: float, names: Names) 
         artist=names.artist,
         album=names.album,
         cover=names.cover,
+        album_artist=names.album_artist,
+        date=names.date,
+        disc=names.disc,
+        track=names.track,
     )
 
 
@@ -303,7 +310,7 @@ def _probe_aiff(name: str, f: IO[bytes], size: int, offset: int) -> MediaInfo:
     # AIFF's own NAME and AUTH chunks, for files without ID3
     title = text_chunk(read_chunk(f, chunks[b"NAME"])) if b"NAME" in chunks else None
     author = text_chunk(read_chunk(f, chunks[b"AUTH"])) if b"AUTH" in chunks else None
-    names = Names(names.title or title, names.artist or author, names.album, names.cover)
+    names = replace(names, title=names.title or title, artist=names.artist or author)
     return _info("aiff", codec, _duration(name, audio.info.length), names)
 
 
@@ -317,16 +324,7 @@ def _probe_m4a(name: str, f: IO[bytes], size: int, offset: int) -> MediaInfo:
         codec = "alac"
     else:
         raise refuse(name, f"unsupported codec {codec_id!r} in MP4")
-    tags = audio.tags
-    names = Names()
-    if tags is not None:
-        covers = [(3, bytes(cover)) for cover in tags.get("covr", [])]
-        names = Names(
-            tag_text(tags.get("\xa9nam")),
-            tag_text(tags.get("\xa9ART")),
-            tag_text(tags.get("\xa9alb")),
-            first_cover(covers),
-        )
+    names = mp4_names(audio.tags)
     return _info("m4a", codec, _duration(name, audio.info.length), names)
 
 

@@ -1,5 +1,5 @@
 """The artist's admin pages under /admin: log in with the admin token, publish, edit, withdraw,
-follow other nodes, and see what Kubo has pinned.
+follow other nodes, and see what Kubo has pinned; the release pages are node/web/release_admin.py.
 
 Every page works without JavaScript (web/static/admin.js only adds the upload progress bar and
 drag and drop). A login becomes a session cookie and every form carries the session's CSRF
@@ -25,6 +25,8 @@ from node.catalog import TrackRecord
 from node.errors import FederationError, StaveError, UsageError, VerificationError
 from node.federation.outcomes import follow_json
 from node.fediverse.followers import block_domain, follower_json, remove_follower, unblock_domain
+from node.web.admin_common import ADMIN, STALE_FORM, admin_render, message_of, see_other
+from node.web.release_admin import RELEASES, ReleaseAdmin
 from node.web.requests import track_id_from_path
 from node.web.sessions import (
     COOKIE_PATH,
@@ -38,11 +40,9 @@ from node.web.sessions import (
     set_login_cookie,
 )
 from node.web.state import FEDERATION, NODE, PUBLISHER
-from node.web.templates import render
-from node.web.tracks import TRACK_FIELDS, TrackUploads, track_choices
+from node.web.tracks import TRACK_FIELDS, track_choices
 from node.web.views import TrackView
 
-ADMIN = "/admin"
 FOLLOWS = ADMIN + "/follows"
 FOLLOWERS = ADMIN + "/followers"
 AI_TRAINING_CHOICES = (
@@ -50,7 +50,6 @@ AI_TRAINING_CHOICES = (
     ("constrained", "Only on my conditions"),
     ("allowed", "Allowed"),
 )
-STALE_FORM = "This form is out of date (its CSRF token). Reload the page and try again."
 PIN_WORDS = {"pending": "Pinning…", "failed": "Pinning failed", "done": "Pinned"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -58,18 +57,7 @@ PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 FormHandler = Callable[[web.Request, Session, Mapping[str, str]], Awaitable[web.StreamResponse]]
 
 
-def see_other(location: str) -> web.Response:
-    """A 303 to `location`: what every admin form answers, so a reload never posts again."""
-    return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
-
-
-def _message(error: Exception) -> str:
-    if isinstance(error, web.HTTPException):
-        return (error.text or error.reason).strip()
-    return str(error)
-
-
-class AdminPages(TrackUploads):
+class AdminPages(ReleaseAdmin):
     """The admin use cases behind a browser session instead of a bearer token."""
 
     def __init__(self) -> None:
@@ -201,7 +189,7 @@ class AdminPages(TrackUploads):
         try:
             response = await self.add_tracks(request)
         except (StaveError, web.HTTPClientError) as e:
-            session.notify(f"Nothing was published: {_message(e)}", "error")
+            session.notify(f"Nothing was published: {message_of(e)}", "error")
             return see_other(ADMIN)
         assert isinstance(response, web.Response) and response.text is not None
         titles = [t["title"] for t in json.loads(response.text)["tracks"]]
@@ -434,17 +422,6 @@ async def _pin_words(catalog: Any, track: TrackRecord) -> str:
     return str(words)
 
 
-def admin_render(
-    request: web.Request, name: str, context: Mapping[str, Any], *, status: int = 200
-) -> web.Response:
-    """An admin page: never cached, never indexed, never sent to another site as a referrer."""
-    response = render(request, name, context, status=status)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Robots-Tag"] = "noindex, nofollow"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
-
-
 def setup(app: web.Application) -> None:
     """Add the /admin pages to `app`; the admin token is read when it starts."""
     pages = AdminPages()
@@ -458,6 +435,11 @@ def setup(app: web.Application) -> None:
     router.add_post(ADMIN + "/tracks/{id}", pages.form(pages.edit))
     router.add_get(ADMIN + "/tracks/{id}/withdraw", pages.page(pages.withdraw_page))
     router.add_post(ADMIN + "/tracks/{id}/withdraw", pages.form(pages.withdraw))
+    router.add_get(RELEASES, pages.page(pages.releases_page))
+    router.add_post(RELEASES + "/upload", pages.upload_release)
+    router.add_get(RELEASES + "/{id}", pages.page(pages.release_page))
+    router.add_post(RELEASES + "/{id}", pages.form(pages.edit_release))
+    router.add_post(RELEASES + "/{id}/withdraw", pages.form(pages.withdraw_release))
     router.add_get(FOLLOWS, pages.page(pages.follows_page))
     router.add_post(FOLLOWS, pages.form(pages.follow))
     router.add_post(ADMIN + "/follows/mirror", pages.form(pages.set_mirror))

@@ -26,6 +26,7 @@ from node.web.limits import setup as setup_limits
 from node.web.metrics import CONTENT_TYPE as METRICS_TYPE
 from node.web.metrics import GaugeSource, Metrics, body_size, route_of
 from node.web.pages import setup as setup_pages
+from node.web.releases import setup as setup_releases
 from node.web.signals import crawler_signals
 from node.web.state import CRAWLER_SIGNALS, FEEDS, METRICS, NODE, PUBLISHER
 
@@ -36,11 +37,12 @@ Setup = Callable[[web.Application], None]
 
 # The route modules, each adding its routes (and what serves them) to the app, in this order.
 # None of them imports another: what several share lives below them (requests.py, views.py,
-# auth.py, tracks.py, state.py).
+# auth.py, tracks.py, state.py, discography.py).
 ROUTES: tuple[Setup, ...] = (
     setup_feeds,
     setup_content,
     setup_pages,
+    setup_releases,
     setup_admin,
     setup_api,
     setup_federation,

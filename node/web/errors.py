@@ -22,6 +22,7 @@ from node.errors import (
     IdentityError,
     InvalidCID,
     KuboError,
+    ReleaseNotFound,
     SignatureError,
     StaveError,
     StoreError,
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 # Most specific first: the first class an error is an instance of decides.
 STATUS_OF_ERROR: tuple[tuple[type[StaveError], int, str], ...] = (
     (TrackNotFound, 404, "track_not_found"),
+    (ReleaseNotFound, 404, "release_not_found"),
     (ContentNotFound, 404, "content_not_found"),
     (InvalidCID, 400, "invalid_cid"),
     (UsageError, 400, "bad_request"),

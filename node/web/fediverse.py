@@ -41,7 +41,7 @@ from node.fediverse.documents import (
     wants_activitypub,
     webfinger,
 )
-from node.fediverse.notes import activity
+from node.fediverse.notes import activity, release_page
 from node.fediverse.runtime import FediverseRuntime
 from node.web.requests import track_id_from_path
 from node.web.state import FEDERATION, FEDIVERSE, METRICS, NODE, PUBLISHER
@@ -231,7 +231,7 @@ async def outbox_handler(request: web.Request) -> web.Response:
 
 async def post_handler(request: web.Request) -> web.Response:
     """`GET /posts/{uuid}`: the Note as stored, 410 and its Tombstone once withdrawn; a
-    browser goes to the track page."""
+    browser goes to the track's (or the release's) page."""
     node = request.config_dict[NODE]
     urls = _urls(request)
     track_id = track_id_from_path(request.match_info["uuid"])
@@ -239,7 +239,8 @@ async def post_handler(request: web.Request) -> web.Response:
     if post is None:
         raise web.HTTPNotFound(text=f"post {request.match_info['uuid']}: no such post\n")
     if not _wants_ap(request):
-        raise _to_page(urls.track_page(track_id))
+        release = post.kind == "release"
+        raise _to_page(release_page(urls, track_id) if release else urls.track_page(track_id))
     return _ap(post.object, status=410 if post.deleted else 200)
 
 

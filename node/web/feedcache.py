@@ -32,7 +32,7 @@ FEED_JSON_TYPE = "application/json"
 # How long a snapshot is trusted when the catalog's files look unchanged.
 RECHECK_SECONDS = 1.0
 # What `FeedCache` reads of a feed document: the tracks, their audio and cover references.
-MEDIA_TYPE_MEMBERS = ("tracks", "audio", "cover", "cid", "mediaType")
+MEDIA_TYPE_MEMBERS = ("tracks", "audio", "cover", "renditions", "cid", "mediaType")
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,8 @@ class FeedCache:
                 ref = manifest.get(member)
                 if ref:
                     media_types[ref["cid"]] = ref["mediaType"]
+            for ref in manifest.get("renditions") or []:  # listening copies (node/renditions.py)
+                media_types[ref["cid"]] = ref["mediaType"]
         log.info("serving feed %d (%s)", record.sequence, record.cid)
         return FeedSnapshot(
             record=record, json=Representation.of(body, f'"{record.cid}"'), media_types=media_types

@@ -1,5 +1,5 @@
-"""The public HTML pages: the artist page, one page per track, the terms page, and the
-embeddable one-track player.
+"""The public HTML pages: the artist page (releases, then singles), one page per track, the
+terms page, and the embeddable one-track player. A release's own page is node/web/releases.py.
 
 Server-rendered, readable without JavaScript; web/static/stave.js then adds the player and
 checks the artist's signatures in the browser. Content is linked by CID under /ipfs/.
@@ -17,6 +17,7 @@ from node.fediverse.documents import ActorUrls, acct
 from node.terms import DATA_MINING_USES, Terms
 from node.web.csp import allow_framing
 from node.web.csp import setup as setup_csp
+from node.web.discography import ReleaseLink, discography
 from node.web.requests import track_id_from_path
 from node.web.signals import policy_url
 from node.web.state import NODE, PUBLISHER
@@ -33,12 +34,18 @@ def _render_terms(
 
 
 async def artist_page(request: web.Request) -> web.Response:
-    """`GET /`: the artist's name, terms and every published track, newest first."""
+    """`GET /`: the artist's name and terms, the releases with their covers, and the singles
+    (published tracks in no release), each list newest first."""
     node = request.config_dict[NODE]
     terms = request.config_dict[PUBLISHER].default_terms()
-    tracks = [TrackView.of(t) for t in await node.catalog.tracks()]
+    releases, singles = await discography(node.catalog)
     account = acct(node.config["fediverse.handle"], ActorUrls.of(node.base_url))
-    context = {"tracks": tracks, "follow_url": node.base_url, "fediverse_account": "@" + account}
+    context = {
+        "releases": releases,
+        "tracks": singles,
+        "follow_url": node.base_url,
+        "fediverse_account": "@" + account,
+    }
     return _render_terms(request, "artist.html", terms, context)
 
 
@@ -58,8 +65,15 @@ async def track_page(request: web.Request) -> web.Response:
             status=410,
         )
     view = TrackView.of(track)
-    embed_url = f"{request.config_dict[NODE].base_url}embed/{view.uuid}"
-    return render(request, "track.html", {"track": view, "embed_url": embed_url})
+    node = request.config_dict[NODE]
+    embed_url = f"{node.base_url}embed/{view.uuid}"
+    release = await node.catalog.release_of_track(track.id)
+    context = {
+        "track": view,
+        "embed_url": embed_url,
+        "release": None if release is None else ReleaseLink.of(release.document),
+    }
+    return render(request, "track.html", context)
 
 
 async def manifest_json(request: web.Request) -> web.Response:

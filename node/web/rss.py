@@ -1,14 +1,17 @@
-"""The signed feed as RSS 2.0 for podcast apps and feed readers.
+"""The signed feed, and each release, as RSS 2.0 for podcast apps and feed readers.
 
 Uses the Podcasting 2.0 namespace (https://podcastindex.org/namespace/1.0: `podcast:guid`,
-`podcast:license`, `podcast:medium`), the iTunes tags podcast apps expect, and Atom links for
-WebSub discovery (`rel="self"`, `rel="hub"`). Built with ElementTree, so every value is escaped.
+`podcast:license`, `podcast:medium` `music`, and for a release `podcast:episode` numbers in
+track order, so that music-aware apps show it as an album), the iTunes tags podcast apps
+expect, and Atom links for WebSub discovery (`rel="self"`, `rel="hub"`). Built with
+ElementTree, so every value is escaped.
 """
 
 from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -43,6 +46,16 @@ def rfc822(timestamp: str) -> str:
 def track_url(base_url: str, track_id: str) -> str:
     """The page of one track: `/tracks/{uuid}`."""
     return base_url + "tracks/" + track_id.removeprefix("urn:uuid:")
+
+
+def release_url(base_url: str, release_id: str) -> str:
+    """The page of one release: `/releases/{uuid}`."""
+    return base_url + "releases/" + release_id.removeprefix("urn:uuid:")
+
+
+def release_rss_url(base_url: str, release_id: str) -> str:
+    """The RSS feed of one release: `/releases/{uuid}/feed.rss`."""
+    return release_url(base_url, release_id) + "/feed.rss"
 
 
 def content_url(base_url: str, cid: str) -> str:
@@ -100,7 +113,7 @@ def _item(
     name: str,
     base_url: str,
     channel_cover: str | None,
-) -> None:
+) -> ET.Element:
     terms = Terms.from_json(manifest["terms"])
     audio = manifest["audio"]
     item = ET.SubElement(channel, "item")
@@ -121,6 +134,11 @@ def _item(
             "type": str(audio["mediaType"]),
         },
     )
+    renditions = manifest.get("renditions") or []
+    if renditions:
+        _alternate(item, audio, base_url, default=True)
+        for rendition in renditions:
+            _alternate(item, rendition, base_url)
     _text(item, f"{{{ITUNES}}}title", title)
     _text(item, f"{{{ITUNES}}}author", by)
     duration = manifest.get("durationSeconds")
@@ -132,6 +150,98 @@ def _item(
     if image:
         ET.SubElement(item, f"{{{ITUNES}}}image", {"href": image})
     _license(item, terms, base_url)
+    return item
+
+
+def render_release_rss(
+    release: Mapping[str, Any],
+    manifests: Mapping[str, dict[str, Any]],
+    name: str,
+    feed_terms: Terms,
+    base_url: str,
+) -> bytes:
+    """The RSS 2.0 document of one signed release, for music-aware podcast apps: an album.
+
+    `manifests` are the current signed manifests by track id; the items are the release's
+    tracks in its play order (disc by disc, by track number: the node numbers them so),
+    numbered by `podcast:episode` (and `podcast:season` for the disc when there are several),
+    skipping any track not in `manifests`.
+    """
+    page_url = release_url(base_url, release["id"])
+    rss_url = release_rss_url(base_url, release["id"])
+    title = str(release["title"])
+    terms = Terms.from_json(release["terms"]) if "terms" in release else feed_terms
+    cover = release.get("cover")
+    cover_url = content_url(base_url, cover["cid"]) if cover else None
+    entries: list[Mapping[str, Any]] = release["tracks"]  # in play order, as signed
+    discs = len({entry["disc"] for entry in entries})
+    kind = str(release["kind"])
+    summary = str(release.get("description") or f"{kind.capitalize()} by {name}.")
+
+    rss = ET.Element("rss", {"version": "2.0"})
+    channel = ET.SubElement(rss, "channel")
+    _text(channel, "title", title)
+    _text(channel, "link", page_url)
+    _text(channel, "description", f"{summary} {terms.in_words()}")
+    _text(channel, "generator", f"Stave {__version__}")
+    _text(channel, "lastBuildDate", rfc822(release["published"]))
+    _text(channel, "pubDate", rfc822(release["published"]))
+    if terms.copyright:
+        _text(channel, "copyright", f"© {terms.copyright}")
+    ET.SubElement(
+        channel, f"{{{ATOM}}}link", {"href": rss_url, "rel": "self", "type": CONTENT_TYPE}
+    )
+    if cover_url:
+        image = ET.SubElement(channel, "image")
+        _text(image, "url", cover_url)
+        _text(image, "title", title)
+        _text(image, "link", page_url)
+        ET.SubElement(channel, f"{{{ITUNES}}}image", {"href": cover_url})
+    _text(channel, f"{{{ITUNES}}}author", name)
+    _text(channel, f"{{{ITUNES}}}summary", summary)
+    _text(channel, f"{{{ITUNES}}}explicit", "false")
+    _text(channel, f"{{{ITUNES}}}type", "serial")
+    ET.SubElement(channel, f"{{{ITUNES}}}category", {"text": "Music"})
+    _text(channel, f"{{{PODCAST}}}guid", podcast_guid(rss_url))
+    _text(channel, f"{{{PODCAST}}}medium", "music")
+    _license(channel, terms, base_url)
+
+    for episode, entry in enumerate((e for e in entries if e["id"] in manifests), start=1):
+        item = _item(channel, manifests[entry["id"]], name, base_url, cover_url)
+        _text(item, f"{{{ITUNES}}}episode", str(episode))
+        _text(item, f"{{{ITUNES}}}episodeType", "full")
+        _text(item, f"{{{PODCAST}}}episode", str(episode))
+        if discs > 1:
+            _text(item, f"{{{ITUNES}}}season", str(entry["disc"]))
+            _text(item, f"{{{PODCAST}}}season", str(entry["disc"]))
+
+    ET.indent(rss, space="  ")
+    return bytes(ET.tostring(rss, encoding="utf-8", xml_declaration=True)) + b"\n"
+
+
+def _alternate(
+    item: ET.Element, ref: dict[str, Any], base_url: str, *, default: bool = False
+) -> None:
+    """`podcast:alternateEnclosure`: the original (`default`, the same file as the enclosure)
+    or a listening rendition, with its sources over HTTP and IPFS and its `podcast:integrity`
+    (Subresource Integrity) when the manifest gives the file's hash."""
+    media_type, _, parameters = str(ref["mediaType"]).partition(";")
+    attributes = {"type": media_type.strip(), "length": str(ref["size"])}
+    codecs = parameters.strip().removeprefix("codecs=").strip('"') if parameters else ""
+    if codecs:
+        attributes["codecs"] = codecs
+    if isinstance(ref.get("bitrate"), int | float):
+        attributes["bitrate"] = str(ref["bitrate"])
+        attributes["title"] = f"{codecs.capitalize() or media_type} {ref['bitrate'] // 1000} kb/s"
+    if default:
+        attributes.update(default="true", title="Original")
+    element = ET.SubElement(item, f"{{{PODCAST}}}alternateEnclosure", attributes)
+    ET.SubElement(element, f"{{{PODCAST}}}source", {"uri": content_url(base_url, ref["cid"])})
+    ET.SubElement(element, f"{{{PODCAST}}}source", {"uri": "ipfs://" + ref["cid"]})
+    if isinstance(ref.get("integrity"), str):
+        ET.SubElement(
+            element, f"{{{PODCAST}}}integrity", {"type": "sri", "value": ref["integrity"]}
+        )
 
 
 def _license(parent: ET.Element, terms: Terms, base_url: str) -> None:

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -128,29 +129,39 @@ class TrackUploads(AdminToken):
 
         All of them are published or, on any error, none; the uploaded bytes are always removed.
         """
+        return await self.receive_upload(request, "POST /api/tracks", self._receive_tracks)
+
+    async def receive_upload(
+        self,
+        request: web.Request,
+        label: str,
+        receive: Callable[[web.Request, Node, int], Awaitable[web.Response]],
+    ) -> web.Response:
+        """`receive(request, node, limit)` for an authorized multipart upload within the size
+        limit, in one of the node's upload slots."""
         self.authorize(request)
         node = request.config_dict[NODE]
         limit: int = node.config["server.max_upload_bytes"]
         if request.content_type != "multipart/form-data":
             raise web.HTTPUnsupportedMediaType(
-                text="POST /api/tracks: send multipart/form-data with one or more file parts"
+                text=f"{label}: send multipart/form-data with one or more file parts"
             )
         if request.content_length is not None and (
             request.content_length > limit + FORM_OVERHEAD_BYTES
         ):
-            raise _too_large(limit)
+            raise too_large(limit)
         limits = limits_of(request)
         if limits is None:
             raise web.HTTPServiceUnavailable(text="the node is starting; try again shortly")
         async with limits.upload_slot():
-            return await self._receive_tracks(request, node, limit)
+            return await receive(request, node, limit)
 
     async def _receive_tracks(self, request: web.Request, node: Node, limit: int) -> web.Response:
         uploads: list[Path] = []
         fields: dict[str, Any] = {}
         try:
             try:
-                await _read_upload_form(request, node, limit, uploads, fields)
+                await read_upload_form(request, node, limit, uploads, fields)
             # aiohttp's words for a malformed body; the last two are warnings, raised only
             # where warnings are errors (otherwise the part has no name, refused below).
             except (
@@ -159,7 +170,7 @@ class TrackUploads(AdminToken):
                 BadContentDispositionHeader,
                 BadContentDispositionParam,
             ) as e:
-                reason = _shown(str(e))
+                reason = shown(str(e))
                 raise UsageError(
                     f"upload: not a well-formed multipart/form-data body ({reason})"
                 ) from e
@@ -171,7 +182,7 @@ class TrackUploads(AdminToken):
             async with self._writing:
                 manifests = await request.config_dict[PUBLISHER].add_many(uploads, choices)
         finally:
-            await asyncio.to_thread(_remove_uploads, uploads)
+            await asyncio.to_thread(remove_uploads, uploads)
         records = [await node.catalog.track(m["id"]) for m in manifests]
         first = records[0].id.removeprefix("urn:uuid:")
         return web.json_response(
@@ -181,10 +192,16 @@ class TrackUploads(AdminToken):
         )
 
 
-async def _read_upload_form(
-    request: web.Request, node: Node, limit: int, uploads: list[Path], fields: dict[str, Any]
+async def read_upload_form(
+    request: web.Request,
+    node: Node,
+    limit: int,
+    uploads: list[Path],
+    fields: dict[str, Any],
+    allowed: tuple[str, ...] = TRACK_FIELDS,
 ) -> None:
-    """Spool every file part to the store's tmp/ (appending to `uploads`) and read the fields."""
+    """Spool every file part to the store's tmp/ (appending to `uploads`) and read the fields
+    named in `allowed`; any other field is refused."""
     reader = await request.multipart()
     received = 0
     while (part := await reader.next()) is not None:
@@ -195,23 +212,22 @@ async def _read_upload_form(
             path = directory / upload_name(part.filename)
             uploads.append(path)
             received = await _spool(part, path, received, limit)
-        elif part.name in TRACK_FIELDS:
+        elif part.name in allowed:
             if part.name in fields:
                 raise UsageError(f"{part.name}: given more than once")
             fields[part.name] = await _read_field(part, part.name)
         else:
             raise UsageError(
-                f"{_shown(str(part.name))}: unknown form field; expected file, "
-                + ", ".join(TRACK_FIELDS)
+                f"{shown(str(part.name))}: unknown form field; expected file, " + ", ".join(allowed)
             )
 
 
-def _shown(text: str) -> str:
+def shown(text: str) -> str:
     """`text` as a message can carry it: bytes that are not UTF-8 written as escapes."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
+def too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
     return web.HTTPRequestEntityTooLarge(
         max_size=limit,
         actual_size=limit + 1,
@@ -227,14 +243,14 @@ async def _spool(part: BodyPartReader, path: Path, received: int, limit: int) ->
         while chunk := await part.read_chunk(CHUNK_SIZE):
             received += len(chunk)
             if received > limit:
-                raise _too_large(limit)
+                raise too_large(limit)
             await asyncio.to_thread(out.write, chunk)
     finally:
         await asyncio.to_thread(out.close)
     return received
 
 
-def _remove_uploads(uploads: list[Path]) -> None:
+def remove_uploads(uploads: list[Path]) -> None:
     for path in uploads:
         shutil.rmtree(path.parent, ignore_errors=True)
 

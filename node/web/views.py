@@ -72,6 +72,11 @@ class TrackView:
     terms_words: str
     manifest_json: str
     manifest_compact: str
+    # The smallest listening rendition (Opus in Ogg, node/renditions.py), which the player
+    # streams on phones and slow links; the original stays the download.
+    rendition_cid: str | None = None
+    rendition_type: str = ""
+    rendition_words: str = ""
 
     @classmethod
     def of(cls, track: TrackRecord) -> TrackView:
@@ -103,4 +108,21 @@ class TrackView:
             terms_words=terms.in_words(),
             manifest_json=json.dumps(manifest, indent=2, ensure_ascii=False),
             manifest_compact=json.dumps(manifest, separators=(",", ":"), ensure_ascii=False),
+            **_rendition(manifest),
         )
+
+
+def _rendition(manifest: dict[str, Any]) -> dict[str, Any]:
+    """TrackView's rendition fields: the manifest's lowest-bitrate rendition, if any."""
+    renditions = [r for r in manifest.get("renditions") or [] if isinstance(r, dict)]
+    if not renditions:
+        return {}
+    smallest = min(renditions, key=lambda r: int(r.get("bitrate") or 0))
+    kbps = int(smallest.get("bitrate") or 0) // 1000
+    media_type = str(smallest["mediaType"])
+    codec = "Opus" if "opus" in media_type else media_type
+    return {
+        "rendition_cid": str(smallest["cid"]),
+        "rendition_type": media_type,
+        "rendition_words": f"{codec}, {kbps} kb/s, {_size_in_words(int(smallest['size']))}",
+    }

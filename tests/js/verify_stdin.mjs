@@ -1,7 +1,7 @@
-// Reads a JSON array of {"text", "did", "kind"} on stdin (kind: "document" or "feed") and checks
+// Reads a JSON array of {"text", "did", "kind"} on stdin (kind: "document", "release" or "feed") and checks
 // each with web/static/proof.js; prints [{"ok": true} | {"error": "...", "name": "..."}] or, for
 // feeds, {"error": ..., "tracks": {id: null | "reason"}}. Driven by tests/test_browser_js.py.
-import { checkFeed, parseDocument, verifyDocument } from "../../web/static/proof.js";
+import { checkFeed, parseDocument, verifyDocument, verifyRelease } from "../../web/static/proof.js";
 
 const chunks = [];
 for await (const chunk of process.stdin) chunks.push(chunk);
@@ -17,6 +17,9 @@ for (const { text, did, kind } of cases) {
         tracks: Object.fromEntries(
           [...checked.tracks].map(([id, error]) => [id, error ? error.message : null])),
       });
+    } else if (kind === "release") {
+      await verifyRelease(document, did);
+      results.push({ ok: true });
     } else {
       await verifyDocument(document, did);
       results.push({ ok: true });

@@ -37,7 +37,13 @@ from node.web.app import create_app
 from node.web.state import FEDERATION, NODE, PUBLISHER
 from tests.support.net import loopback_socket, serving
 
-FOLLOW_TABLES = ("follows", "follow_tracks", "known_mirrors", "websub_subscriptions")
+FOLLOW_TABLES = (
+    "follows",
+    "follow_tracks",
+    "follow_releases",
+    "known_mirrors",
+    "websub_subscriptions",
+)
 
 
 def node_settings(port: int, name: str, **settings: Any) -> dict[str, Any]:

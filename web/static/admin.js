@@ -59,7 +59,7 @@ function enhanceUpload(upload) {
         label.textContent = "Done";
         say(`Published ${titles.join(", ")}. Reloading…`);
         // The dashboard then lists the new tracks, rendered by the server like every page.
-        window.setTimeout(() => window.location.assign("/admin"), 600);
+        window.setTimeout(() => window.location.assign(form.dataset.next || "/admin"), 600);
       } else {
         progress.hidden = true;
         say(`Nothing was published: ${request.responseText.trim() || request.statusText}`, true);

@@ -4,6 +4,11 @@
 // (an element with data-track holding an <audio data-audio>) gets a Play button, and one
 // player bar plays the tracks in page order: play/pause, seek, previous/next, keyboard keys
 // (Space, ←/→, N/P) and the Media Session API, so phones show the controls on the lock screen.
+// On a phone or a slow link (Save-Data, a 2G/3G connection) a track whose <audio> names a
+// listening rendition (data-rendition, data-rendition-type) streams that small copy instead of
+// the original, when the browser can play it; the original stays the download link.
+// Inside a [data-preload-next] list (a release page) the next track is loaded while one plays,
+// so that the change on `ended` is as close to gapless as separate files allow.
 
 const SEEK_STEP_SECONDS = 5;
 const RESTART_AFTER_SECONDS = 3;
@@ -56,10 +61,30 @@ function keepsKey(target, key) {
   return key === " " && Boolean(target.closest("button, a, summary, audio, [role=button]"));
 }
 
+/** Whether this device should stream the small listening copies: a phone, or a slow link. */
+export function prefersRenditions() {
+  const connection = navigator.connection;
+  if (connection?.saveData) return true;
+  if (["slow-2g", "2g", "3g"].includes(connection?.effectiveType)) return true;
+  return window.matchMedia?.("(pointer: coarse) and (max-width: 48rem)").matches ?? false;
+}
+
+/** Point `audio` at its listening rendition when it has one this browser plays. */
+function useRendition(audio) {
+  const { rendition, renditionType } = audio.dataset;
+  const source = audio.querySelector("source");
+  if (!rendition || !source || !audio.canPlayType(renditionType || "")) return false;
+  source.src = rendition;
+  source.type = renditionType;
+  audio.load();
+  return true;
+}
+
 class Track {
-  constructor(card) {
+  constructor(card, renditions = false) {
     this.card = card;
     this.audio = card.querySelector("audio[data-audio]");
+    this.rendition = renditions && useRendition(this.audio);
     this.title = card.dataset.title || "";
     this.artist = card.dataset.artist || "";
     this.album = card.dataset.album || "";
@@ -77,8 +102,10 @@ class Track {
 
 export class Player {
   constructor(cards) {
-    this.tracks = cards.map((card) => new Track(card));
+    const renditions = prefersRenditions();
+    this.tracks = cards.map((card) => new Track(card, renditions));
     this.index = 0;
+    this.preloadsNext = Boolean(cards[0]?.closest("[data-preload-next]"));
     this.bar = this.buildBar();
     this.tracks.forEach((track, index) => this.enhance(track, index));
     this.show(0);
@@ -238,6 +265,15 @@ export class Player {
     this.tracks.forEach((track, other) => other !== index && track.audio.pause());
     if (index !== this.index) this.show(index);
     this.showState();
+    if (this.preloadsNext) this.preload(index + 1);
+  }
+
+  /** Start loading a track that has not been, so it can start at once when its turn comes. */
+  preload(index) {
+    const audio = this.tracks[index]?.audio;
+    if (!audio || audio.preload === "auto") return;
+    audio.preload = "auto";
+    if (audio.readyState === HTMLMediaElement.HAVE_NOTHING) audio.load();
   }
 
   onPause(index) {

@@ -12,6 +12,7 @@ export const CRYPTOSUITE = "eddsa-jcs-2022";
 export const PROOF_PURPOSE = "assertionMethod";
 export const FEED_TYPE = "StaveFeed";
 export const MANIFEST_TYPE = "StaveTrack";
+export const RELEASE_TYPE = "StaveRelease";
 const DID_KEY_PREFIX = "did:key:";
 const ED25519_MULTICODEC = [0xed, 0x01];
 // A 64-byte signature is at most 88 base58btc characters, after the multibase "z".
@@ -180,6 +181,19 @@ export async function verifyManifest(manifest, artist) {
     throw new VerificationError("track audio has no CID");
   }
   await verifyDocument(manifest, artist);
+}
+
+/** Resolves if `release` is a StaveRelease signed by `artist`; else rejects saying why. */
+export async function verifyRelease(release, artist) {
+  if (!isObject(release)) throw new VerificationError("release is not a JSON object");
+  if (release.type !== RELEASE_TYPE) {
+    throw new VerificationError(`release type ${shown(release.type)} is not ${RELEASE_TYPE}`);
+  }
+  if (release.artist !== artist) {
+    throw new VerificationError(`release is by ${shown(release.artist)}, not ${artist}`);
+  }
+  if (!Array.isArray(release.tracks)) throw new VerificationError("release has no list of tracks");
+  await verifyDocument(release, artist);
 }
 
 const MAX_SAFE = 2n ** 53n - 1n;

@@ -2,9 +2,12 @@
 //
 // - A page with a [data-feed-check] element (the artist page) fetches the signed feed named by
 //   its data-feed, checks the feed's proof and every track's proof, and compares each track
-//   card with the signed manifest of the same id (title and audio CID).
-// - A track card with a data-manifest attribute (track page, embed, timeline) checks that
-//   manifest's proof by the did in its data-artist-did.
+//   card with the signed manifest of the same id (title and audio CID), and each release card
+//   (data-release-id) with the feed's signed release of that id.
+// - A track card with a data-manifest attribute (track page, embed, timeline, release page)
+//   checks that manifest's proof by the did in its data-artist-did.
+// - A page with a [data-release-check] element (the release page) checks the signed release in
+//   its data-release by its data-did, and that the page's tracks are the release's, in order.
 // Each card's [data-signature] line then reads "Signed by did:key:…" or a warning saying why
 // not; a browser that cannot check at all (no HTTPS, no Ed25519) says so instead, neutrally.
 
@@ -14,6 +17,7 @@ import {
   checkFeed,
   parseDocument,
   verifyManifest,
+  verifyRelease,
 } from "./proof.js";
 
 const CHECKED = "signed";
@@ -93,16 +97,21 @@ async function fetchFeed(url) {
   return parseDocument(await response.text());
 }
 
-function showBanner(banner, did, error, count) {
+function plural(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+function showBanner(banner, did, error, count, releases = 0) {
   banner.hidden = false;
   banner.classList.remove(CHECKED, FAILED, UNCHECKED);
   if (error === null) {
     banner.classList.add(CHECKED);
     banner.removeAttribute("role");
+    const what = releases ? `${plural(releases, "release")} and ${plural(count, "track")}`
+      : plural(count, "track");
     banner.replaceChildren(
       symbol("✓"),
-      `Checked by your browser: this page's feed and its ${count} track${count === 1 ? "" : "s"} `
-        + "are signed by ",
+      `Checked by your browser: this page's feed and its ${what} are signed by `,
       code(did), ".");
   } else if (error instanceof VerificationUnavailable) {
     banner.classList.add(UNCHECKED);
@@ -120,8 +129,25 @@ function showBanner(banner, did, error, count) {
   }
 }
 
-/** Check the feed behind an artist page and mark the banner and every track card. */
-export async function checkFeedPage(banner, cards) {
+/** The reason a release card does not show a release the feed lists, signed, or null. */
+async function releaseCardError(card, feed, did) {
+  const releases = Array.isArray(feed?.releases) ? feed.releases : [];
+  const release = releases.find((candidate) => candidate?.id === card.dataset.releaseId);
+  if (!release) return new VerificationError("a release on this page is not in the signed feed");
+  try {
+    await verifyRelease(release, did);
+  } catch (error) {
+    return error;
+  }
+  if (card.dataset.title !== undefined && card.dataset.title !== release.title) {
+    return new VerificationError("a release's title on this page is not the title the artist signed");
+  }
+  return null;
+}
+
+/** Check the feed behind an artist page and mark the banner, every track card, and every
+ * release card (an element with data-release-id) against the feed's signed releases. */
+export async function checkFeedPage(banner, cards, releaseCards = []) {
   const did = banner.dataset.did;
   let feed;
   let result;
@@ -152,9 +178,16 @@ export async function checkFeedPage(banner, cards) {
   const trackError = cards
     .map((card) => card.querySelector("[data-signature]"))
     .some((line) => line?.classList.contains(FAILED));
+  let releaseError = null;
+  if (result.error === null) {
+    const errors = await Promise.all(releaseCards.map((card) => releaseCardError(card, feed, did)));
+    releaseError = errors.find((error) => error !== null) ?? null;
+  }
   const pageError = result.error
-    ?? (trackError ? new VerificationError("a track on this page did not verify") : null);
-  showBanner(banner, did, pageError, cards.length);
+    ?? (trackError ? new VerificationError("a track on this page did not verify") : null)
+    ?? (releaseError ? new VerificationError(
+      `a release on this page did not verify (${releaseError.message})`) : null);
+  showBanner(banner, did, pageError, cards.length, releaseCards.length);
 }
 
 /** Check the manifest a card carries in its data-manifest and mark the card. */
@@ -173,13 +206,80 @@ export async function checkManifestCard(card) {
   show(line, did, error);
 }
 
-/** Check whatever this page offers to check: its feed, or the manifests its cards carry. */
+/** The reason the cards do not show the release's tracks in its order, or null when they do. */
+function releaseMismatch(release, cards) {
+  const entries = release.tracks; // in play order, as signed
+  const shown = cards.map((card) => card.dataset.trackId);
+  const wanted = entries.map((entry) => entry.id).filter((id) => shown.includes(id));
+  if (shown.length !== wanted.length || shown.some((id, index) => id !== wanted[index])) {
+    return new VerificationError("the tracks on this page are not the release's, in its order");
+  }
+  const byId = new Map(entries.map((entry) => [entry.id, entry]));
+  for (const card of cards) {
+    if (cidOfSource(card) && cidOfSource(card) !== byId.get(card.dataset.trackId).cid) {
+      return new VerificationError("a track's audio on this page is not the audio the release lists");
+    }
+  }
+  return null;
+}
+
+function showReleaseBanner(banner, did, error, count) {
+  banner.hidden = false;
+  banner.classList.remove(CHECKED, FAILED, UNCHECKED);
+  if (error === null) {
+    banner.classList.add(CHECKED);
+    banner.removeAttribute("role");
+    banner.replaceChildren(
+      symbol("✓"),
+      `Checked by your browser: this release and its ${count} track${count === 1 ? "" : "s"} `
+        + "are signed by ",
+      code(did), ".");
+  } else if (error instanceof VerificationUnavailable) {
+    banner.classList.add(UNCHECKED);
+    banner.removeAttribute("role");
+    banner.replaceChildren(`Signatures not checked: ${error.message}.`);
+  } else {
+    banner.classList.add(FAILED);
+    banner.setAttribute("role", "alert");
+    const strong = document.createElement("strong");
+    strong.textContent = "Warning: this release failed its signature check. ";
+    banner.replaceChildren(
+      symbol("⚠"), strong,
+      `${error.message}. Do not rely on its titles, terms or files.`);
+  }
+}
+
+/** Check the signed release a release page carries, its track cards, and mark the banner. */
+export async function checkReleasePage(banner, cards) {
+  const did = banner.dataset.did;
+  let error = null;
+  try {
+    const release = parseDocument(banner.dataset.release);
+    await verifyRelease(release, did);
+    error = releaseMismatch(release, cards);
+  } catch (caught) {
+    error = caught instanceof VerificationError || caught instanceof VerificationUnavailable
+      ? caught : new VerificationError(String(caught));
+  }
+  await Promise.all(cards.map((card) => checkManifestCard(card)));
+  if (error === null && cards.some((card) => card.querySelector("[data-signature].failed"))) {
+    error = new VerificationError("a track on this page did not verify");
+  }
+  showReleaseBanner(banner, did, error, cards.length);
+}
+
+/** Check whatever this page offers to check: its feed, its release, or its cards' manifests. */
 export function checkPage(root = document) {
   const banner = root.querySelector("[data-feed-check]");
+  const releaseBanner = root.querySelector("[data-release-check]");
   const cards = [...root.querySelectorAll("[data-track]")];
   const work = [];
+  if (releaseBanner) {
+    return Promise.all([checkReleasePage(releaseBanner, cards)]);
+  }
   if (banner) {
-    work.push(checkFeedPage(banner, cards.filter((card) => !card.dataset.manifest)));
+    const releaseCards = [...root.querySelectorAll("[data-release-id]")];
+    work.push(checkFeedPage(banner, cards.filter((card) => !card.dataset.manifest), releaseCards));
   }
   for (const card of cards.filter((card) => card.dataset.manifest)) {
     work.push(checkManifestCard(card));
