@@ -67,11 +67,13 @@ def build_feed(
     rotation: str | None = None,
     releases: list[dict[str, Any]] | None = None,
     withdrawn_releases: list[dict[str, str]] | None = None,
+    support: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """An unsigned feed document; `tracks` are signed manifests, newest first. `rotation` is the
     URL of the artist's key rotation statements, once there are any (docs/protocol-extensions.md).
     `releases` are signed release documents, newest first, and `withdrawn_releases` their
     tombstones ({"id", "at"}), as "Releases" in docs/protocol-extensions.md gives them.
+    `support` is the optional `support` member (node/support.py), left out when None.
     """
     document: dict[str, Any] = {
         "type": FEED_TYPE,
@@ -90,6 +92,8 @@ def build_feed(
     }
     if rotation is not None:
         document["rotation"] = rotation
+    if support:
+        document["support"] = support
     return document
 
 

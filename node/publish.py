@@ -23,10 +23,12 @@ from node.fediverse.outbox import queue_post_changes
 from node.feed import build_feed, format_timestamp, serialize
 from node.identity import Identity
 from node.manifest import build_manifest, content_ref
+from node.offers import Offer
 from node.release_sync import keep_releases_in_step
-from node.renditions import make_renditions, rendition_cids, retag_renditions
+from node.renditions import embedded_terms, make_renditions, rendition_cids, retag_renditions
 from node.rotation import ROTATION_PATH
 from node.signing import sign_document
+from node.support import Support
 from node.terms import Terms
 
 if TYPE_CHECKING:
@@ -62,10 +64,15 @@ class TrackChoices:
     license: str | None = None
     copyright: str | None = None
     ai_training: str | None = None
+    # A use and its new offer, or None to withdraw it (`stave terms offer --track`).
+    offer: tuple[str, Offer | None] | None = None
 
     def apply(self, terms: Terms) -> Terms:
         return terms.with_choices(
-            license=self.license, copyright=self.copyright, ai_training=self.ai_training
+            license=self.license,
+            copyright=self.copyright,
+            ai_training=self.ai_training,
+            offer=self.offer,
         )
 
 
@@ -288,6 +295,7 @@ class Publisher:
             await self._queue_pins(tx, pin=[], unpin=dropped)
             self._dropped_covers += dropped
         tracks = [t.manifest for t in await tx.tracks()]
+        support = Support.from_config(self.node.config)
         document = build_feed(
             artist=self.node.identity.did,
             name=self.node.config["node.name"],
@@ -306,6 +314,7 @@ class Publisher:
                 if self.node.data.rotation_path.exists()
                 else None
             ),
+            support=support.to_json() if support else None,
         )
         signed = sign_document(document, self.node.identity, created=document["updated"])
         stored = await asyncio.to_thread(self.node.store.put_bytes, serialize(signed))
@@ -337,20 +346,7 @@ class Publisher:
         tmp = store.tmp_path(source.suffix.lower())
         try:
             shutil.copyfile(source, tmp)
-            media.write_terms(
-                tmp,
-                media.EmbeddedTerms(
-                    copyright=terms.copyright,
-                    license=terms.license,
-                    license_url=terms.license_url,
-                    terms_in_words=terms.in_words(),
-                    tdm_reservation=terms.tdm_reservation,
-                    ai_training=terms.ai_training,
-                    artist_did=self.node.identity.did,
-                    track_id=track_id,
-                    feed_url=self.node.feed_url,
-                ),
-            )
+            media.write_terms(tmp, embedded_terms(self.node, terms, track_id))
             return store.adopt(tmp)
         except OSError as e:
             raise StoreError(f"{source.name}: cannot copy into the store ({e.strerror})") from e

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from node.catalog import CatalogWrite, FeedRecord, TrackRecord
 from node.datadir import Node
 from node.errors import StoreError, UnsupportedMedia, UsageError
+from node.offers import terms_page_url
 from node.release import revise_release
 from node.signing import sign_document
 from node.terms import Terms
@@ -60,6 +61,8 @@ def embedded_terms(node: Node, terms: Terms, track_id: str) -> EmbeddedTerms:
         artist_did=node.identity.did,
         track_id=track_id,
         feed_url=node.feed_url,
+        terms_url=terms_page_url(node.base_url, track_id),
+        offer_url=offer.url if (offer := terms.offer("aiTraining")) else "",
     )
 
 

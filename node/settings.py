@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from node.errors import ConfigError
+from node.support import MAX_SUPPORT_LABEL, label_problem, lightning_problem, url_problem
 
 DATA_MINING_VALUES = ("allowed", "notAllowed", "constrained")
 # node.url until the artist sets it; `stave run` serves with its own address then (web/runner.py).
@@ -115,6 +116,24 @@ def _renditions(value: Any) -> str | None:
     return f"must be a list of renditions: {problems[0]}" if problems else None
 
 
+# Each CAWG use's key (`terms.ai_training`) and offer (`offers.ai_training_*`, node/terms.py).
+OFFER_KEYS = ("ai_training", "ai_generative_training", "ai_inference", "data_mining")
+_USE_WORDS = ("AI training", "generative AI training", "AI inference", "data mining")
+_OFFER_PARTS = (
+    ("price", "", "Price of the {} offer, e.g. 500 EUR; empty to agree it on request."),
+    ("per", "track", "What the {} price is for: track or catalog."),
+    ("attribution", "", "Credit words the {} offer requires; empty for none."),
+    ("contact", "", "Where {} licences are asked for (mailto: or https); the offer needs it."),
+    ("conditions", "", "Further conditions of the {} offer, in plain words."),
+)
+_OFFER_SETTINGS = tuple(
+    Setting("offers", f"{key}_{part}", default, text.format(words), str,
+            _one_of("track", "catalog") if part == "per" else None)
+    for key, words in zip(OFFER_KEYS, _USE_WORDS, strict=True)
+    for part, default, text in _OFFER_PARTS
+)  # fmt: skip
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("node", "name", "", "The artist or project name shown on the feed and pages.", str),
     Setting(
@@ -163,6 +182,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("terms", "ai_inference", "notAllowed", "Use as AI inference input.", str, _DM),
     Setting("terms", "data_mining", "notAllowed", "Text and data mining.", str, _DM),
+    *_OFFER_SETTINGS,
     Setting(
         "feed",
         "expires_days",
@@ -170,6 +190,32 @@ SETTINGS: tuple[Setting, ...] = (
         "Days after which followers treat an unrefreshed feed as stale.",
         int,
         _positive,
+    ),
+    Setting(
+        "support",
+        "url",
+        "",
+        "A page where listeners can support the artist (https://…), shown on the artist page"
+        " and in the feeds; empty for none.",
+        str,
+        url_problem,
+    ),
+    Setting(
+        "support",
+        "label",
+        "Support the artist",
+        f"The words of the support link (at most {MAX_SUPPORT_LABEL} characters).",
+        str,
+        label_problem,
+    ),
+    Setting(
+        "support",
+        "lightning_address",
+        "",
+        "A Lightning Address (name@domain) listeners' podcast apps can pay, as Podcasting 2.0"
+        " podcast:value in the RSS feed; empty for none.",
+        str,
+        lightning_problem,
     ),
     Setting(
         "media",
@@ -402,6 +448,13 @@ def load_config(path: Path) -> Config:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read ({e})") from e
     return parse_config(text, str(path))
+
+
+def save_config(path: Path, config: Config) -> None:
+    """Write every value of `config` to `path` (as `render_config` lays it out), atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_config(config.as_dict()), encoding="utf-8")
+    tmp.replace(path)
 
 
 def _toml_value(value: Any) -> str:

@@ -1,7 +1,8 @@
 """The artist's terms (PROTOCOL §4): licence, copyright, TDMRep reservation, AI-use choices.
 
 Consent is opt-in: unless the artist says otherwise every data-mining use is `notAllowed` and
-`tdmReservation` is 1.
+`tdmReservation` is 1. A use is `constrained` exactly when the terms carry the artist's offer
+for it (node/offers.py).
 """
 
 from __future__ import annotations
@@ -11,20 +12,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from node.errors import UsageError, VerificationError
-from node.settings import DATA_MINING_VALUES, Config
+from node.errors import ConfigError, UsageError, VerificationError
+from node.offers import OFFER_PARTS, USE_WORDS, Offer, Price, offer_url
+from node.settings import DATA_MINING_VALUES, OFFER_KEYS, Config
 
 DATA_MINING_USES = ("aiTraining", "aiGenerativeTraining", "aiInference", "dataMining")
 ALL_RIGHTS_RESERVED = "ARR"
 _SPDX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+-]*$")
 _COPYRIGHT = re.compile(r"^\d{4} \S.*$")
 
-_USE_WORDS = {
-    "aiTraining": "training AI models",
-    "aiGenerativeTraining": "training generative AI models",
-    "aiInference": "use as input to AI models",
-    "dataMining": "text and data mining",
-}
+
+# The config key of each use, as in `terms.ai_training` and `offers.ai_training_price`.
+USE_KEYS = dict(zip(DATA_MINING_USES, OFFER_KEYS, strict=True))
 
 
 def _opt_in() -> dict[str, str]:
@@ -71,6 +70,59 @@ def license_url_for(license_id: str) -> str:
     return f"https://spdx.org/licenses/{license_id}.html"
 
 
+def _check_offers(data_mining: dict[str, str], offers: dict[str, Offer]) -> None:
+    """An offer exists for a use exactly when that use is `constrained`."""
+    for use in DATA_MINING_USES:
+        if data_mining[use] == "constrained" and use not in offers:
+            raise UsageError(
+                f"{use} is constrained but has no offer; set one with `stave terms offer {use}`"
+            )
+    for use in offers:
+        if use not in DATA_MINING_USES:
+            raise UsageError(f"offers: {use!r} is not one of {', '.join(DATA_MINING_USES)}")
+        if data_mining[use] != "constrained":
+            raise UsageError(f"offers.{use}: an offer needs {use} set to constrained")
+
+
+def _offer_from_config(config: Config, use: str) -> Offer | None:
+    key = "offers." + USE_KEYS[use]
+    values = {part: config[f"{key}_{part}"] for part in OFFER_PARTS}
+    if not any(values[part] for part in OFFER_PARTS if part != "per"):
+        return None
+    try:
+        price = None
+        if values["price"]:
+            price = Price.parse(values["price"], values["per"] or "track", f"{key}_price")
+        return Offer(
+            contact=values["contact"],
+            price=price,
+            attribution=values["attribution"],
+            conditions=values["conditions"],
+            url=offer_url(config["node.url"].rstrip("/") + "/", use),
+        )
+    except UsageError as e:
+        raise ConfigError(f"config key {key}_*: {e}") from e
+
+
+def offer_settings(use: str, offer: Offer | None) -> dict[str, Any]:
+    """The `Config.replace` changes that make `offer` the node's offer for `use`, or (None)
+    withdraw it: the use back to `notAllowed` and its offer settings to their defaults."""
+    if use not in DATA_MINING_USES:
+        raise UsageError(f"{use!r} is not one of {', '.join(DATA_MINING_USES)}")
+    key = USE_KEYS[use]
+    price = offer.price if offer is not None else None
+    values = {
+        "price": f"{price.amount} {price.currency}" if price else "",
+        "per": price.per if price else "track",
+        "attribution": offer.attribution if offer else "",
+        "contact": offer.contact if offer else "",
+        "conditions": offer.conditions if offer else "",
+    }
+    changes: dict[str, Any] = {f"offers__{key}_{part}": values[part] for part in OFFER_PARTS}
+    changes[f"terms__{key}"] = "notAllowed" if offer is None else "constrained"
+    return changes
+
+
 @dataclass(frozen=True)
 class Terms:
     """One set of terms, as carried by a manifest or a feed."""
@@ -81,6 +133,14 @@ class Terms:
     tdm_reservation: int = 1
     tdm_policy: str = ""
     data_mining: dict[str, str] = field(default_factory=_opt_in)
+    offers: dict[str, Offer] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_offers(self.data_mining, self.offers)
+
+    def offer(self, use: str) -> Offer | None:
+        """The artist's offer for `use`, or None: nothing is offered unless the artist set it."""
+        return self.offers.get(use)
 
     @classmethod
     def from_config(cls, config: Config) -> Terms:
@@ -88,19 +148,23 @@ class Terms:
         copyright_line = config["terms.copyright"]
         if copyright_line:
             check_copyright(copyright_line, "config key terms.copyright")
-        return cls(
-            license=license_id,
-            license_url=config["terms.license_url"] or license_url_for(license_id),
-            copyright=copyright_line,
-            tdm_reservation=config["terms.tdm_reservation"],
-            tdm_policy=config["terms.tdm_policy"],
-            data_mining={
-                "aiTraining": config["terms.ai_training"],
-                "aiGenerativeTraining": config["terms.ai_generative_training"],
-                "aiInference": config["terms.ai_inference"],
-                "dataMining": config["terms.data_mining"],
-            },
-        )
+        offers = {
+            use: offer
+            for use in DATA_MINING_USES
+            if (offer := _offer_from_config(config, use)) is not None
+        }
+        try:
+            return cls(
+                license=license_id,
+                license_url=config["terms.license_url"] or license_url_for(license_id),
+                copyright=copyright_line,
+                tdm_reservation=config["terms.tdm_reservation"],
+                tdm_policy=config["terms.tdm_policy"],
+                data_mining={use: config["terms." + USE_KEYS[use]] for use in DATA_MINING_USES},
+                offers=offers,
+            )
+        except UsageError as e:
+            raise ConfigError(f"config keys terms.* and offers.*: {e}") from e
 
     def with_choices(
         self,
@@ -108,8 +172,10 @@ class Terms:
         license: str | None = None,
         copyright: str | None = None,
         ai_training: str | None = None,
+        offer: tuple[str, Offer | None] | None = None,
     ) -> Terms:
-        """These terms with a track's own choices applied and validated."""
+        """These terms with a track's own choices applied and validated. `offer` is a use and
+        its new offer (the use becomes `constrained`) or None (withdrawn: `notAllowed`)."""
         terms = self
         if license is not None:
             license_id = check_license(license)
@@ -117,9 +183,20 @@ class Terms:
         if copyright is not None:
             terms = replace(terms, copyright=check_copyright(copyright))
         if ai_training is not None:
-            uses = dict(terms.data_mining, aiTraining=check_use(ai_training))
-            terms = replace(terms, data_mining=uses)
+            terms = terms._with_use("aiTraining", check_use(ai_training), terms.offer("aiTraining"))
+        if offer is not None:
+            use, new_offer = offer
+            if use not in DATA_MINING_USES:
+                raise UsageError(f"{use!r} is not one of {', '.join(DATA_MINING_USES)}")
+            value = "notAllowed" if new_offer is None else "constrained"
+            terms = terms._with_use(use, value, new_offer)
         return terms
+
+    def _with_use(self, use: str, value: str, offer: Offer | None) -> Terms:
+        offers = {u: o for u, o in self.offers.items() if u != use}
+        if value == "constrained" and offer is not None:
+            offers[use] = offer
+        return replace(self, data_mining=dict(self.data_mining, **{use: value}), offers=offers)
 
     @property
     def ai_training(self) -> str:
@@ -142,6 +219,10 @@ class Terms:
         if self.tdm_policy:
             document["tdmPolicy"] = self.tdm_policy
         document["dataMining"] = dict(self.data_mining)
+        if self.offers:
+            document["offers"] = {
+                use: self.offers[use].to_json() for use in DATA_MINING_USES if use in self.offers
+            }
         return document
 
     @classmethod
@@ -155,6 +236,9 @@ class Terms:
                 uses.get(use, "notAllowed") not in DATA_MINING_VALUES for use in DATA_MINING_USES
             ):
                 raise VerificationError("terms.dataMining has an unknown value")
+            offers = document.get("offers", {})
+            if not isinstance(offers, dict):
+                raise VerificationError("terms.offers is not a JSON object")
             reservation = document.get("tdmReservation", 1)
             if reservation not in (0, 1) or isinstance(reservation, bool):
                 raise VerificationError("terms.tdmReservation must be 0 or 1")
@@ -165,9 +249,12 @@ class Terms:
                 tdm_reservation=int(reservation),
                 tdm_policy=str(document.get("tdmPolicy", "")),
                 data_mining={use: str(uses.get(use, "notAllowed")) for use in DATA_MINING_USES},
+                offers={str(use): Offer.from_json(offer) for use, offer in offers.items()},
             )
         except KeyError as e:
             raise VerificationError(f"terms lack {e.args[0]}") from e
+        except UsageError as e:
+            raise VerificationError(f"terms: {e}") from e
 
     def license_in_words(self) -> str:
         if self.license == ALL_RIGHTS_RESERVED:
@@ -180,9 +267,9 @@ class Terms:
         if self.copyright:
             sentences.append(f"© {self.copyright}.")
         sentences.append(self.license_in_words() + ".")
-        refused = [_USE_WORDS[u] for u, v in self.data_mining.items() if v == "notAllowed"]
-        constrained = [_USE_WORDS[u] for u, v in self.data_mining.items() if v == "constrained"]
-        allowed = [_USE_WORDS[u] for u, v in self.data_mining.items() if v == "allowed"]
+        refused = [USE_WORDS[u] for u, v in self.data_mining.items() if v == "notAllowed"]
+        constrained = [USE_WORDS[u] for u, v in self.data_mining.items() if v == "constrained"]
+        allowed = [USE_WORDS[u] for u, v in self.data_mining.items() if v == "allowed"]
         if refused:
             sentences.append(
                 "Not allowed without the artist's permission: " + ", ".join(refused) + "."
@@ -193,6 +280,11 @@ class Terms:
             )
         if allowed:
             sentences.append("Allowed by the artist: " + ", ".join(allowed) + ".")
+        for use in DATA_MINING_USES:
+            if (offer := self.offer(use)) is not None:
+                words = USE_WORDS[use][0].upper() + USE_WORDS[use][1:]
+                price = f" for {offer.price.in_words()}" if offer.price else ""
+                sentences.append(f"{words} is offered{price}: {offer.url or offer.contact}.")
         if self.tdm_reservation == 1:
             sentences.append("Text and data mining rights are reserved (TDMRep).")
         return " ".join(sentences)

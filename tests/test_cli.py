@@ -147,6 +147,8 @@ def test_add_every_format(node_dir: Path, fmt: str) -> None:
 
 
 def test_add_choices_and_defaults(node_dir: Path) -> None:
+    # `constrained` needs an offer (tests/test_offers.py): the node's carries over to the track
+    ok(stave(node_dir, "terms", "offer", "aiTraining", "--contact", "mailto:ada@example.org"))
     (manifest,) = json.loads(
         ok(
             stave(

@@ -88,8 +88,8 @@ def expected_terms(terms: EmbeddedTerms, audio_format: str) -> dict[str, str]:
         "STAVE_TRACK": terms.track_id,
         "STAVE_FEED": terms.feed_url,
     }
-    if audio_format in ID3_FORMATS:
-        expected["LICENSE_URL"] = terms.license_url
+    # every format links back: ID3 in WCOP, Vorbis and MP4 in LICENSE_URL
+    expected["LICENSE_URL"] = terms.license_url
     return expected
 
 
@@ -289,7 +289,7 @@ def other_tags(path: Path) -> dict[str, str]:
     if tags is None:
         return {}
     ours = {"COPYRIGHT", "LICENSE", "TDM_RESERVATION", "AI_TRAINING"}
-    ours |= {"STAVE_ARTIST", "STAVE_TRACK", "STAVE_FEED"}
+    ours |= {"STAVE_ARTIST", "STAVE_TRACK", "STAVE_FEED", "LICENSE_URL", "AI_TRAINING_OFFER"}
     kept = {}
     for key, value in tags.items():
         name = key.rsplit(":", 1)[-1].upper()

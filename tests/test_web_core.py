@@ -51,7 +51,7 @@ SIGNAL_HEADERS = {
     "tdm-reservation": "1",
     "tdm-policy": WEB_URL + "terms/tdm-policy.json",
     "X-Robots-Tag": "noai, noimageai",
-    "Content-Usage": "train-ai=n",
+    "Content-Usage": "train-ai=n, ai-use=n",
 }
 IDENTITY = {"Accept-Encoding": "identity"}
 
@@ -416,7 +416,7 @@ async def test_robots_txt_keeps_ai_crawlers_out_and_search_engines_in(client: Cl
         assert not robots.can_fetch(crawler, WEB_URL), crawler
     for engine in ("Googlebot", "Bingbot", "DuckDuckBot", "Applebot"):
         assert robots.can_fetch(engine, WEB_URL + "feed.rss"), engine
-    assert "Content-Usage: train-ai=n" in text
+    assert "Content-Usage: train-ai=n, ai-use=n" in text
 
 
 async def test_tdmrep_json(client: Client) -> None:
@@ -482,6 +482,7 @@ def test_meta_tags_for_pages() -> None:
         ("tdm-reservation", "1"),
         ("tdm-policy", "https://ada.example/terms/tdm-policy.json"),
         ("robots", "noai, noimageai"),
+        ("content-usage", "train-ai=n, ai-use=n"),
     ]
     allowed = Terms(tdm_reservation=0, data_mining=dict.fromkeys(Terms().data_mining, "allowed"))
     assert meta_tags(allowed, "https://ada.example/") == []

@@ -155,7 +155,7 @@ async def test_every_page_carries_the_crawler_meta_tags(client: Client, path: st
     assert meta["tdm-reservation"] == "1"
     assert meta["tdm-policy"] == WEB_URL + "terms/tdm-policy.json"
     assert meta["robots"] == "noai, noimageai"
-    assert meta["content-usage"] == "train-ai=n"
+    assert meta["content-usage"] == "train-ai=n, ai-use=n"
     assert response.headers["tdm-reservation"] == "1"
 
 

@@ -5,7 +5,7 @@ file. Secrets come from the environment (`STAVE_KEY_PASSPHRASE`), never from fla
 
 This package holds the parser, the global options and the errors at the edge; each area's
 commands live in a module of their own (`publishing`, `releases`, `renditions`, `serving`,
-`following`, `fediverse`, `keys`, `ipfs`, `safety`) that adds them to the parser with
+`following`, `fediverse`, `keys`, `ipfs`, `safety`, `terms`) that adds them to the parser with
 `register`, and what they share is in `common`.
 """
 
@@ -29,6 +29,7 @@ from node.cli import (
     renditions,
     safety,
     serving,
+    terms,
 )
 from node.cli.common import EXIT_ERROR
 from node.errors import StaveError
@@ -52,7 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the node's data directory (default: $STAVE_DATA_DIR or the user data dir)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    areas = (publishing, releases, renditions, serving, following, fediverse, keys, ipfs, safety)
+    areas = (
+        publishing,
+        releases,
+        terms,
+        renditions,
+        serving,
+        following,
+        fediverse,
+        keys,
+        ipfs,
+        safety,
+    )
     for area in areas:
         area.register(commands)
     return parser

@@ -19,7 +19,13 @@ from node.errors import StoreError
 from node.media.formats import FILE_TYPES, READ_FAILURES, AudioFormat, Constructor, one_line, refuse
 from node.media.names import tag_text
 from node.media.probe import load, open_audio, probe, sniff
-from node.media.terms import CUSTOM_FIELDS, TAGGED_FIELDS, TERMS_FIELDS, EmbeddedTerms
+from node.media.terms import (
+    CUSTOM_FIELDS,
+    ID3_CUSTOM_FIELDS,
+    TAGGED_FIELDS,
+    TERMS_FIELDS,
+    EmbeddedTerms,
+)
 from node.media.xmp import xmp_packet
 
 _MP4_FREEFORM: Final = "----:com.apple.iTunes:"
@@ -69,7 +75,7 @@ def read_terms(path: Path) -> dict[str, str]:
     if tags is None:
         return {}
     if audio_format in ("mp3", "wav", "aiff"):
-        found = {f"TXXX:{name}": name for name in CUSTOM_FIELDS}
+        found = {f"TXXX:{name}": name for name in ID3_CUSTOM_FIELDS}
         found.update(TCOP="COPYRIGHT")
         terms = {name: tag_text(tags[key].text) for key, name in found.items() if key in tags}
         wcop = tags.getall("WCOP")
@@ -93,20 +99,22 @@ def _write_id3(path: Path, audio_format: AudioFormat, terms: EmbeddedTerms) -> N
     for key in list(tags.keys()):
         frame = tags[key]
         ours = frame.FrameID in ("TCOP", "WCOP", "USER")
-        ours |= frame.FrameID == "TXXX" and frame.desc.upper() in CUSTOM_FIELDS
+        ours |= frame.FrameID == "TXXX" and frame.desc.upper() in ID3_CUSTOM_FIELDS
         ours |= frame.FrameID == "PRIV" and frame.owner == "XMP"
         if ours:
             del tags[key]
     fields = terms.fields()
     if "COPYRIGHT" in fields:
         tags.add(_ID3_FRAMES["TCOP"](encoding=Encoding.UTF8, text=[fields["COPYRIGHT"]]))
-    if terms.license_url:
-        # URL frames are Latin-1 (ID3v2.4 §4.3): an IRI goes in percent-encoded.
-        url = quote(terms.license_url, safe=string.punctuation)
+    if terms.link:
+        # URL frames are Latin-1 (ID3v2.4 §4.3): an IRI goes in percent-encoded. Without a
+        # licence URL (all rights reserved) the track's terms page goes here: every copy links
+        # back to its terms.
+        url = quote(terms.link, safe=string.punctuation)
         tags.add(_ID3_FRAMES["WCOP"](url=url))
     if terms.terms_in_words:
         tags.add(_ID3_FRAMES["USER"](encoding=Encoding.UTF8, lang="eng", text=terms.terms_in_words))
-    for name in CUSTOM_FIELDS:
+    for name in ID3_CUSTOM_FIELDS:
         if name in fields:
             tags.add(_ID3_FRAMES["TXXX"](encoding=Encoding.UTF8, desc=name, text=[fields[name]]))
     # Adobe's convention for XMP in ID3, which ExifTool and Adobe tools read.

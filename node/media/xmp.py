@@ -30,8 +30,8 @@ def xmp_packet(terms: EmbeddedTerms) -> bytes:
     if terms.copyright:
         lines.append(f"   <dc:rights>{_xmp_alt(terms.copyright)}</dc:rights>")
     lines.append("   <xmpRights:Marked>True</xmpRights:Marked>")
-    if terms.license_url:
-        web_statement = _xml_text(terms.license_url)
+    if terms.link:
+        web_statement = _xml_text(terms.link)
         lines.append(f"   <xmpRights:WebStatement>{web_statement}</xmpRights:WebStatement>")
     if terms.terms_in_words:
         usage = _xmp_alt(terms.terms_in_words)

@@ -14,6 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from node.fediverse.documents import ActorUrls, acct
+from node.offers import track_anchor
+from node.support import Support
 from node.terms import DATA_MINING_USES, Terms
 from node.web.csp import allow_framing
 from node.web.csp import setup as setup_csp
@@ -34,8 +36,8 @@ def _render_terms(
 
 
 async def artist_page(request: web.Request) -> web.Response:
-    """`GET /`: the artist's name and terms, the releases with their covers, and the singles
-    (published tracks in no release), each list newest first."""
+    """`GET /`: the artist's name and terms, the releases with their covers, the singles
+    (published tracks in no release), each list newest first, and how to support the artist."""
     node = request.config_dict[NODE]
     terms = request.config_dict[PUBLISHER].default_terms()
     releases, singles = await discography(node.catalog)
@@ -45,6 +47,7 @@ async def artist_page(request: web.Request) -> web.Response:
         "tracks": singles,
         "follow_url": node.base_url,
         "fediverse_account": "@" + account,
+        "support": Support.from_config(node.config),
     }
     return _render_terms(request, "artist.html", terms, context)
 
@@ -119,15 +122,50 @@ def _contact_href(contact: str) -> str | None:
     return None
 
 
+def _offers(terms: Terms, anchor: str = "") -> list[dict[str, Any]]:
+    """Each use's offer as the terms page lays it out: what use, what price, for what, the
+    credit words, whom to ask, the conditions; "Not offered" for a use without one."""
+    views = []
+    for use in DATA_MINING_USES:
+        offer = terms.offer(use)
+        view: dict[str, Any] = {"id": f"{anchor}offer-{use}", "label": USE_LABELS[use]}
+        if offer is None:
+            refused = terms.data_mining[use] != "allowed"
+            view["words"] = "Not offered." + (" Not allowed without permission." if refused else "")
+            view["rows"] = []
+        else:
+            price = offer.price
+            amount = f"{price.amount} {price.currency}" if price else "Agreed on request"
+            credit = offer.attribution or "Not required"
+            view["words"] = " ".join(offer.in_words(use))
+            view["rows"] = [
+                ("Use", USE_LABELS[use], None),
+                ("Price", amount, None),
+                ("Per", PRICE_PER[price.per] if price else "—", None),
+                ("Attribution", credit, None),
+                ("Contact", offer.contact.removeprefix("mailto:"), offer.contact),
+                ("Conditions", offer.conditions or "None beyond these terms", None),
+            ]
+        views.append(view)
+    return views
+
+
+PRICE_PER = {"track": "Each track", "catalog": "The whole catalog"}
+
+
 async def terms_page(request: web.Request) -> web.Response:
-    """`GET /terms`: the node's terms in words, its TDMRep signals, and whom to ask."""
+    """`GET /terms`: the node's terms in words, each use's offer, its TDMRep signals, whom to
+    ask, and the tracks with terms of their own (each at its `track_anchor`)."""
     node = request.config_dict[NODE]
     terms = request.config_dict[PUBLISHER].default_terms()
     contact: str = node.config["node.contact"].strip()
     own_terms = [
-        view
+        {"track": view, "id": track_anchor(view.uuid), "offers": _offers(view.terms, anchor)}
         for view in (TrackView.of(t) for t in await node.catalog.tracks())
-        if view.terms.data_mining != terms.data_mining or view.terms.license != terms.license
+        if view.terms.data_mining != terms.data_mining
+        or view.terms.license != terms.license
+        or view.terms.offers != terms.offers
+        for anchor in [track_anchor(view.uuid) + "-"]
     ]
     uses = [
         {"label": USE_LABELS[use], "value": USE_VALUES[terms.data_mining[use]]}
@@ -135,6 +173,7 @@ async def terms_page(request: web.Request) -> web.Response:
     ]
     context = {
         "uses": uses,
+        "offers": _offers(terms),
         "own_terms": own_terms,
         "tdm_policy": policy_url(terms, node.base_url),
         "contact": contact,

@@ -1,10 +1,11 @@
 """The signed feed, and each release, as RSS 2.0 for podcast apps and feed readers.
 
 Uses the Podcasting 2.0 namespace (https://podcastindex.org/namespace/1.0: `podcast:guid`,
-`podcast:license`, `podcast:medium` `music`, and for a release `podcast:episode` numbers in
-track order, so that music-aware apps show it as an album), the iTunes tags podcast apps
-expect, and Atom links for WebSub discovery (`rel="self"`, `rel="hub"`). Built with
-ElementTree, so every value is escaped.
+`podcast:license`, `podcast:medium` `music`, `podcast:funding` and `podcast:value` for the
+artist's support link and Lightning Address (node/support.py), and for a release
+`podcast:episode` numbers in track order, so that music-aware apps show it as an album), the
+iTunes tags podcast apps expect, and Atom links for WebSub discovery (`rel="self"`,
+`rel="hub"`). Built with ElementTree, so every value is escaped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from node import __version__
+from node.support import Support
 from node.terms import ALL_RIGHTS_RESERVED, Terms
 
 ITUNES = "http://www.itunes.com/dtds/podcast-1.0.dtd"
@@ -99,6 +101,7 @@ def render_rss(feed: dict[str, Any], base_url: str) -> bytes:
     _text(channel, f"{{{PODCAST}}}guid", podcast_guid(rss_url))
     _text(channel, f"{{{PODCAST}}}medium", "music")
     _license(channel, terms, base_url)
+    _support(channel, Support.from_json(feed.get("support")), name)
 
     for manifest in tracks:
         _item(channel, manifest, name, base_url, cover_url)
@@ -255,6 +258,21 @@ def _license(parent: ET.Element, terms: Terms, base_url: str) -> None:
     element = _text(parent, f"{{{PODCAST}}}license", value)
     if url:
         element.set("url", url)
+
+
+def _support(channel: ET.Element, support: Support | None, name: str) -> None:
+    """`podcast:funding` for the support link (its label the text), and `podcast:value` with the
+    Lightning Address as its one `podcast:valueRecipient`, taking the whole split."""
+    if support is None:
+        return
+    if support.url:
+        _text(channel, f"{{{PODCAST}}}funding", support.label).set("url", support.url)
+    if support.lightning:
+        value = ET.SubElement(
+            channel, f"{{{PODCAST}}}value", {"type": "lightning", "method": "lnaddress"}
+        )
+        recipient = {"name": name, "type": "lnaddress", "address": support.lightning}
+        ET.SubElement(value, f"{{{PODCAST}}}valueRecipient", {**recipient, "split": "100"})
 
 
 def _text(parent: ET.Element, tag: str, text: str) -> ET.Element:

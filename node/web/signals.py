@@ -2,19 +2,23 @@
 
 When the node's default terms reserve data mining (`Terms.reserves_mining`), every response
 carries `tdm-reservation: 1` and `tdm-policy` (W3C TDMRep, Final CG Report 2024), `X-Robots-Tag:
-noai, noimageai`, and `Content-Usage: train-ai=n` (IETF draft-ietf-aipref-attach). The same
-choice is published site-wide in `/robots.txt`, `/.well-known/tdmrep.json`, `/ai.txt` (Spawning's
-format) and a machine-readable TDMRep policy (an ODRL 2.2 profile) at `/terms/tdm-policy.json`.
+noai, noimageai`, and `Content-Usage` (IETF AIPREF: draft-ietf-aipref-attach-05 attaches a
+draft-ietf-aipref-vocab-08 statement, an RFC 9651 dictionary such as `train-ai=n, ai-use=n`). The
+same choice is published site-wide in `/robots.txt` (with a `License:` line pointing at the RSL
+document, node/web/rsl.py), `/.well-known/tdmrep.json`, `/ai.txt` (Spawning's format) and a
+machine-readable TDMRep policy (an ODRL 2.2 profile) at `/terms/tdm-policy.json`.
 
 This module works out what they say from the terms; node/web/crawlers.py sends and serves them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from node.terms import Terms
+from node.web.rsl import LICENSE_PATH
 
 # Crawlers that gather training data for AI models. Ordinary search engines stay allowed.
 AI_CRAWLERS: tuple[str, ...] = (
@@ -75,6 +79,20 @@ def policy_url(terms: Terms, base_url: str) -> str:
     return terms.tdm_policy or base_url + POLICY_PATH
 
 
+def content_usage(terms: Terms) -> str:
+    """The AIPREF statement for these terms (draft-ietf-aipref-vocab-08 §6).
+
+    `train-ai` (training generative AI models) is `y` only when both CAWG training uses are
+    `allowed`, `ai-use` (input to generative AI models) only when `aiInference` is; anything
+    else, an offer included, is `n` until a licence says otherwise. `search` is left unstated:
+    the artist chooses nothing about search, and vocab-08 §4.3 lets `search=y` override the rest.
+    """
+    uses = terms.data_mining
+    training = uses["aiTraining"] == uses["aiGenerativeTraining"] == "allowed"
+    inference = uses["aiInference"] == "allowed"
+    return f"train-ai={'y' if training else 'n'}, ai-use={'y' if inference else 'n'}"
+
+
 def crawler_signals(terms: Terms, base_url: str) -> CrawlerSignals:
     """The signals for a node with these default terms at `base_url`."""
     url = policy_url(terms, base_url)
@@ -84,7 +102,7 @@ def crawler_signals(terms: Terms, base_url: str) -> CrawlerSignals:
         ("tdm-reservation", "1"),
         ("tdm-policy", url),
         ("X-Robots-Tag", "noai, noimageai"),
-        ("Content-Usage", "train-ai=n"),
+        ("Content-Usage", content_usage(terms)),
     )
     return CrawlerSignals(reserved=True, policy_url=url, headers=headers)
 
@@ -92,8 +110,8 @@ def crawler_signals(terms: Terms, base_url: str) -> CrawlerSignals:
 def meta_tags(terms: Terms, base_url: str) -> list[tuple[str, str]]:
     """`(name, content)` pairs for `<meta name=… content=…>` in every HTML page's head.
 
-    The HTML forms of the response headers: TDMRep's `tdm-reservation` and `tdm-policy`, and
-    `robots: noai, noimageai`. Empty when the terms reserve nothing.
+    The HTML forms of the response headers: TDMRep's `tdm-reservation` and `tdm-policy`,
+    `robots: noai, noimageai` and AIPREF's `content-usage`. Empty when the terms reserve nothing.
     """
     signals = crawler_signals(terms, base_url)
     if not signals.reserved:
@@ -102,17 +120,25 @@ def meta_tags(terms: Terms, base_url: str) -> list[tuple[str, str]]:
         ("tdm-reservation", "1"),
         ("tdm-policy", signals.policy_url),
         ("robots", "noai, noimageai"),
+        ("content-usage", content_usage(terms)),
     ]
 
 
-def robots_txt(terms: Terms, base_url: str) -> str:
-    """robots.txt (RFC 9309): AI-training crawlers kept out, every other crawler let in."""
-    lines = [f"# Stave node at {base_url}", ""]
+def robots_txt(terms: Terms, base_url: str, own_terms: Sequence[tuple[str, Terms]] = ()) -> str:
+    """robots.txt (RFC 9309): AI-training crawlers kept out, every other crawler let in.
+
+    `License:` names the RSL document (RSL 1.0, robots.txt discovery); `Content-Usage` rules
+    (attach-05 §3) give the node's statement for every path and each of `own_terms`, `(path,
+    terms)` of a track whose terms differ, its own (the longest matching path wins).
+    """
+    lines = [f"# Stave node at {base_url}", f"License: {base_url}{LICENSE_PATH}", ""]
     if terms.reserves_mining:
         lines.append("# The artist does not allow their music to be used to train AI models.")
         lines.extend(f"User-agent: {name}" for name in AI_CRAWLERS)
         lines += ["Disallow: /", ""]
-        lines += ["User-agent: *", "Content-Usage: train-ai=n", "Allow: /", ""]
+        lines += ["User-agent: *", f"Content-Usage: {content_usage(terms)}"]
+        lines.extend(f"Content-Usage: {path} {content_usage(own)}" for path, own in own_terms)
+        lines += ["Allow: /", ""]
     else:
         lines += ["User-agent: *", "Allow: /", ""]
     return "\n".join(lines)
