@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from node.errors import IdentityError
-from node.identity import read_private_key
+from node.identity import private_key_pem, read_private_key
 
 ACTOR_KEY_BITS = 2048
 PUBLIC_EXPONENT = 65537
@@ -47,14 +47,7 @@ class ActorKey:
 
     def pem(self, passphrase: str | None) -> bytes:
         """The key as PKCS#8 PEM, encrypted with `passphrase` unless it is None or empty."""
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(passphrase.encode())
-            if passphrase
-            else serialization.NoEncryption()
-        )
-        return self.private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        )
+        return private_key_pem(self.private_key, passphrase)
 
     @classmethod
     def generate(cls) -> ActorKey:

@@ -73,14 +73,7 @@ class Identity:
 
     def pem(self, passphrase: str | None) -> bytes:
         """The key as PKCS#8 PEM, encrypted with `passphrase` unless it is None or empty."""
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(passphrase.encode())
-            if passphrase
-            else serialization.NoEncryption()
-        )
-        return self.private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        )
+        return private_key_pem(self.private_key, passphrase)
 
     def pem_cleartext(self) -> bytes:
         """The key as unencrypted PKCS#8 PEM, for an explicit export only (Kubo key import)."""
@@ -127,6 +120,19 @@ def load_key_file(path: Path, passphrase: str | None) -> Identity:
     if not isinstance(key, Ed25519PrivateKey):
         raise IdentityError(f"{path}: not an Ed25519 key")
     return Identity(key)
+
+
+def private_key_pem(key: PrivateKeyTypes, passphrase: str | None) -> bytes:
+    """A private key as PKCS#8 PEM, the way every key of the node is kept: encrypted with
+    `passphrase` unless it is None or empty."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase.encode())
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
 
 
 def read_private_key(path: Path, passphrase: str | None) -> PrivateKeyTypes:

@@ -290,11 +290,11 @@ class Publisher:
     async def _next_feed(self, tx: CatalogWrite) -> FeedRecord:
         latest = await tx.latest_feed()
         now = datetime.now(UTC)
-        dropped = await keep_releases_in_step(tx, self.node.identity, format_timestamp(now))
+        tracks = [t.manifest for t in await tx.tracks()]  # read once, for releases and feed
+        dropped = await keep_releases_in_step(tx, self.node.identity, format_timestamp(now), tracks)
         if dropped:  # a release lost its last track: its cover goes once this commits
             await self._queue_pins(tx, pin=[], unpin=dropped)
             self._dropped_covers += dropped
-        tracks = [t.manifest for t in await tx.tracks()]
         support = Support.from_config(self.node.config)
         document = build_feed(
             artist=self.node.identity.did,

@@ -7,6 +7,7 @@ key, the releases listing it get their next revision here, before the feed is si
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from node.catalog import CatalogWrite
@@ -15,13 +16,16 @@ from node.release import release_track_entry
 from node.signing import sign_document
 
 
-async def keep_releases_in_step(tx: CatalogWrite, identity: Identity, at: str) -> list[str]:
+async def keep_releases_in_step(
+    tx: CatalogWrite, identity: Identity, at: str, manifests: Sequence[Mapping[str, Any]]
+) -> list[str]:
     """Sign the next revision of every current release whose entries or artist are stale: an
     edited track's entry names its new revision; a withdrawn track leaves the release (the
     others on its disc numbered again from 1); a release left without tracks is withdrawn.
-    Returns the covers of the releases withdrawn, for the caller to unpin and remove."""
+    `manifests` are the current tracks' (the feed's, read once by the caller). Returns the
+    covers of the releases withdrawn, for the caller to unpin and remove."""
     dropped: list[str] = []
-    current = {track.id: track.manifest for track in await tx.tracks()}
+    current = {str(manifest["id"]): manifest for manifest in manifests}
     for record in await tx.releases():
         document = record.document
         entries: list[dict[str, Any]] = []

@@ -27,7 +27,6 @@ from node.catalog import CatalogWrite, FeedRecord, TrackRecord
 from node.datadir import Node
 from node.errors import StoreError, UnsupportedMedia, UsageError
 from node.offers import terms_page_url
-from node.release import revise_release
 from node.signing import sign_document
 from node.terms import Terms
 
@@ -215,11 +214,7 @@ async def _revise(
             unsigned = {k: v for k, v in manifest.items() if k != "proof"}
             unsigned.update(revision=track.revision + 1, renditions=kept + made)
             revised = sign_document(unsigned, node.identity)
-            await tx.put_track(revised)
-            # A release names its tracks' revisions, so it is revised with them.
-            for release in await tx.releases():
-                if (document := revise_release(release.document, {track.id: revised})) is not None:
-                    await tx.put_release(sign_document(document, node.identity))
+            await tx.put_track(revised)  # its releases are revised with the feed (release_sync)
             if node.config["ipfs.backend"] == "kubo":  # as node/publish.py queues its content
                 await tx.queue_pins(created)
                 await tx.queue_unpins(rendition_cids(manifest))

@@ -70,13 +70,17 @@ def license_url_for(license_id: str) -> str:
     return f"https://spdx.org/licenses/{license_id}.html"
 
 
+def _no_offer(use: str) -> UsageError:
+    return UsageError(
+        f"{use} is constrained but has no offer; set one with `stave terms offer {use}`"
+    )
+
+
 def _check_offers(data_mining: dict[str, str], offers: dict[str, Offer]) -> None:
-    """An offer exists for a use exactly when that use is `constrained`."""
-    for use in DATA_MINING_USES:
-        if data_mining[use] == "constrained" and use not in offers:
-            raise UsageError(
-                f"{use} is constrained but has no offer; set one with `stave terms offer {use}`"
-            )
+    """Every offer is for a use that is `constrained`. The converse (a `constrained` use has an
+    offer) is required only of what this node signs (`from_config`, `with_choices`): PROTOCOL
+    §4 allows `constrained` alone, so signed terms from peers, and this node's own tracks from
+    before offers, are read as they are."""
     for use in offers:
         if use not in DATA_MINING_USES:
             raise UsageError(f"offers: {use!r} is not one of {', '.join(DATA_MINING_USES)}")
@@ -153,6 +157,9 @@ class Terms:
             for use in DATA_MINING_USES
             if (offer := _offer_from_config(config, use)) is not None
         }
+        for use in DATA_MINING_USES:
+            if config["terms." + USE_KEYS[use]] == "constrained" and use not in offers:
+                raise ConfigError(f"config keys terms.* and offers.*: {_no_offer(use)}")
         try:
             return cls(
                 license=license_id,
@@ -194,7 +201,9 @@ class Terms:
 
     def _with_use(self, use: str, value: str, offer: Offer | None) -> Terms:
         offers = {u: o for u, o in self.offers.items() if u != use}
-        if value == "constrained" and offer is not None:
+        if value == "constrained":
+            if offer is None:
+                raise _no_offer(use)
             offers[use] = offer
         return replace(self, data_mining=dict(self.data_mining, **{use: value}), offers=offers)
 

@@ -105,8 +105,11 @@ def test_bad_offers_are_refused(changes: dict[str, str], reason: str) -> None:
 
 def test_an_offer_exists_exactly_when_its_use_is_constrained() -> None:
     assert Terms().offers == {} and Terms().offer("aiTraining") is None
-    with pytest.raises(UsageError, match="aiTraining is constrained but has no offer"):
-        Terms(data_mining={**Terms().data_mining, "aiTraining": "constrained"})
+    # PROTOCOL §4 allows `constrained` alone: a peer's (or an older track's) terms are read as
+    # they are; only what this node signs needs the offer (with_choices, from_config below).
+    bare = Terms(data_mining={**Terms().data_mining, "aiTraining": "constrained"})
+    assert bare.offer("aiTraining") is None
+    assert Terms.from_json(bare.to_json()) == bare
     with pytest.raises(UsageError, match="an offer needs aiTraining set to constrained"):
         Terms(offers={"aiTraining": offer()})
     with pytest.raises(UsageError, match="constrained but has no offer"):
@@ -142,7 +145,6 @@ def test_terms_carry_offers_as_json_and_back() -> None:
         ({"offers": []}, "terms.offers is not a JSON object"),
         ({"offers": {"aiTraining": offer().to_json(), "aiInference": {"contact": CONTACT}}},
          "needs aiInference set to constrained"),
-        ({"dataMining": {"aiTraining": "constrained"}}, "aiTraining is constrained but has no"),
         ({"offers": {"aiTraining": {"contact": 1}}}, "must be strings"),
         ({"offers": {"aiTraining": {"contact": "mailto:a@b.c", "price": {"amount": "5"}}}},
          "offer.price needs amount, currency and per"),
@@ -150,14 +152,11 @@ def test_terms_carry_offers_as_json_and_back() -> None:
                                     "price": {"amount": 5, "currency": "EUR", "per": "track"}}}},
          "offer.price needs amount, currency and per as strings"),
     ],
-    ids=["not-object", "not-constrained", "no-offer", "contact-type", "price-parts", "float"],
+    ids=["not-object", "not-constrained", "contact-type", "price-parts", "float"],
 )  # fmt: skip
 def test_malformed_offers_in_signed_terms_are_refused(change: dict[str, Any], reason: str) -> None:
     document = Terms().with_choices(offer=("aiTraining", offer())).to_json()
     document.update(change)
-    if "dataMining" in change:
-        document.pop("offers")
-        document["dataMining"] = {**Terms().data_mining, **change["dataMining"]}
     with pytest.raises(VerificationError) as refused:
         Terms.from_json(document)
     assert reason in str(refused.value) and "\n" not in str(refused.value)

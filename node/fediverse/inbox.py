@@ -34,6 +34,8 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_REQUESTS_PER_MINUTE = 300
 MAX_TRACKED_HOSTS = 10_000
 MAX_SEEN_SIGNATURES = 50_000
+KEY_REFRESH_SECONDS = 60.0  # a key that did not verify is fetched afresh at most this often
+MAX_REFRESHED = 4096
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class InboxService:
         self._clock = clock
         self.rate_limit = RateLimit(max_requests_per_minute, clock)
         self.seen = SeenSignatures(window_seconds, clock)
+        self._refreshed: dict[str, float] = {}  # key id: when it was last fetched afresh
 
     async def receive(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, peer: str | None
@@ -181,10 +184,6 @@ class InboxService:
         host = _host(actor)
         if await self.federation.catalog.is_domain_blocked(host):
             raise Refused(403, f"{host} is blocked")
-        if not self.rate_limit.allow(host):
-            raise Refused(
-                429, f"too many requests from {host}: at most {self.rate_limit.per_minute} a minute"
-            )
         try:
             key_id = signature_key_id(headers)
         except SignatureError as e:
@@ -206,6 +205,12 @@ class InboxService:
                 401, f"the key {excerpt(key_id)} belongs to {excerpt(key.owner.id)}, not the actor"
             )
         verified = await self._verify(method, url, headers, body, key_id, key.public_key)
+        # Counted once the request is known to be the host's: a forged one cannot spend a real
+        # server's allowance.
+        if not self.rate_limit.allow(host):
+            raise Refused(
+                429, f"too many requests from {host}: at most {self.rate_limit.per_minute} a minute"
+            )
         self.seen.add((verified.key_id, signature))
         return Inbound(activity, actor, key.owner)
 
@@ -226,7 +231,14 @@ class InboxService:
         except SignatureError as e:
             if "does not verify" not in str(e):
                 raise Refused(401, str(e)) from None
-        # The key may have been rotated since it was cached: fetch it once more.
+        # The key may have been rotated since it was cached: fetch it once more, at most once
+        # a minute per key, so forged requests naming a real key cannot each cost a fetch.
+        last = self._refreshed.get(key_id)
+        if last is not None and now - last < KEY_REFRESH_SECONDS:
+            raise Refused(401, f"the signature by {excerpt(key_id)} does not verify")
+        if len(self._refreshed) >= MAX_REFRESHED:
+            self._refreshed.clear()
+        self._refreshed[key_id] = now
         try:
             key = await self.remote.key(key_id, refresh=True)
             return verify_request(

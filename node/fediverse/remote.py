@@ -135,6 +135,7 @@ class RemoteActors:
             if document.get("id") not in (key_id, url) or not isinstance(owner, str):
                 raise FederationError(f"{excerpt(key_id)}: not an actor or a key it owns")
             actor = await self.actor(owner, refresh=refresh)
+            self._remember(url, actor)  # a key id without a fragment is looked up by its URL
         if key_id not in actor.keys:
             raise FederationError(
                 f"{excerpt(key_id)}: the actor {excerpt(actor.id)} has no such key"

@@ -81,9 +81,11 @@ def unpack_zip(archive: Path, limit: int) -> Path:
     top-level folder, if that is all it holds). Names are made safe: no absolute paths, no
     `..`, nothing hidden."""
     into = archive.parent / (Path(upload_name(archive.name)).stem or "release")
-    into.mkdir()
+    if into == archive:  # a zip uploaded without its .zip
+        into = archive.parent / "release"
     written = 0
     try:
+        into.mkdir()
         with zipfile.ZipFile(archive) as bundle:
             for info in bundle.infolist():
                 parts = [p for p in PurePosixPath(info.filename.replace("\\", "/")).parts]
@@ -107,6 +109,8 @@ def unpack_zip(archive: Path, limit: int) -> Path:
         raise UsageError(f"{archive.name}: holds {shown(str(e.filename))} twice") from e
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as e:
         raise UsageError(f"{archive.name}: not a zip archive Stave can read ({e})") from e
+    except OSError as e:  # a file where the zip also has a folder, a name too long, ...
+        raise UsageError(f"{archive.name}: cannot be unpacked ({e.strerror or e})") from e
     entries = list(into.iterdir())
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else into
 
